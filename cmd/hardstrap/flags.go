@@ -1,0 +1,65 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/hardstrap/hardstrap/internal/config"
+)
+
+// Flag names shared by several commands.
+const (
+	flagFile    = "file"
+	flagOutput  = "output"
+	flagVerbose = "verbose"
+	flagOnly    = "only"
+	flagSkip    = "skip"
+)
+
+func fileFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name: flagFile, Aliases: []string{"f"}, Value: config.DefaultFile, TakesFile: true,
+		Usage: "the hardstrap config `FILE`; relative paths inside it are read from its directory",
+		EnvVars: []string{"HARDSTRAP_CONFIG"},
+	}
+}
+
+func outputFlag() cli.Flag {
+	return &cli.StringFlag{Name: flagOutput, Aliases: []string{"o"}, Value: "text", Usage: "output `FORMAT`: text or json (for machines)"}
+}
+
+func verboseFlag() cli.Flag {
+	return &cli.BoolFlag{Name: flagVerbose, Aliases: []string{"v"}, Usage: "show details: diffs of applied changes and notes of unchanged objects"}
+}
+
+func stageFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: flagOnly, Usage: "run only these `STAGES` (comma-separated or repeated)"},
+		&cli.StringSliceFlag{Name: flagSkip, Usage: "skip these `STAGES` (comma-separated or repeated)"},
+		&cli.StringFlag{Name: "talosconfig", TakesFile: true, Usage: "Talos client config `FILE` for nodes (overrides talos.talosconfig, which overrides $TALOSCONFIG)"},
+	}
+}
+
+// outputFormat validates -o.
+func outputFormat(c *cli.Context) (string, error) {
+	switch f := c.String(flagOutput); f {
+	case "text", "json":
+		return f, nil
+	default:
+		return "", usageError{fmt.Errorf("-o %q: use text or json", f)}
+	}
+}
+
+// isTerminal reports whether w is an interactive terminal (and not CI), for spinners.
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	if !ok || os.Getenv("CI") != "" {
+		return false
+	}
+
+	st, err := f.Stat()
+
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

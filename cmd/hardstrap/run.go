@@ -1,0 +1,169 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/stages"
+)
+
+// runOptions is what plan and apply take from the command line.
+type runOptions struct {
+	File             string
+	Output           string
+	Verbose          bool
+	Only, Skip       []string
+	DryRun           bool
+	DetailedExitCode bool
+	Talosconfig      string
+}
+
+func planCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "plan",
+		Usage: "show, stage by stage, what apply would change; changes nothing",
+		Description: `plan runs every stage's read-only half and prints what would change, with
+diffs (secrets redacted). An empty plan prints "No changes" and is the proof that the
+cluster matches hardstrap.yaml.
+
+Examples:
+   hardstrap plan
+   hardstrap plan -f lab/hardstrap.yaml --only talos
+   hardstrap plan --detailed-exitcode   # exit 3 when there are changes (drift check in CI)
+   hardstrap plan -o json | jq '.changes'`,
+		Flags: append([]cli.Flag{fileFlag(), outputFlag(), verboseFlag(),
+			&cli.BoolFlag{Name: "detailed-exitcode", Usage: "exit 3 when the plan has changes, 0 when it has none"},
+		}, stageFlags()...),
+		OnUsageError: onUsageError,
+		Action: func(c *cli.Context) error {
+			o, err := readRunOptions(c)
+			if err != nil {
+				return err
+			}
+
+			o.DryRun = true
+			o.DetailedExitCode = c.Bool("detailed-exitcode")
+
+			return runStages(c, o)
+		},
+	}
+}
+
+func applyCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "apply",
+		Usage: "perform the plan: each stage plans, then applies exactly what it planned",
+		Description: fmt.Sprintf(`apply runs the stages in order (%s). Each stage plans first and applies
+only what it planned; a stage with nothing to do changes nothing, so re-running apply is safe.
+Machine config files are replaced atomically, with a timestamped backup beside them.
+
+Examples:
+   hardstrap apply
+   hardstrap apply --only talos
+   hardstrap apply --dry-run            # same as plan
+   hardstrap apply -o json`, joinNames()),
+		Flags: append([]cli.Flag{fileFlag(), outputFlag(), verboseFlag(),
+			&cli.BoolFlag{Name: "dry-run", Usage: "plan only: show what would change and change nothing"},
+		}, stageFlags()...),
+		OnUsageError: onUsageError,
+		Action: func(c *cli.Context) error {
+			o, err := readRunOptions(c)
+			if err != nil {
+				return err
+			}
+
+			o.DryRun = c.Bool("dry-run")
+
+			return runStages(c, o)
+		},
+	}
+}
+
+func joinNames() string {
+	out := ""
+	for i, n := range stages.Names() {
+		if i > 0 {
+			out += ", "
+		}
+
+		out += n
+	}
+
+	return out
+}
+
+func readRunOptions(c *cli.Context) (runOptions, error) {
+	if c.Args().Present() {
+		return runOptions{}, usageError{fmt.Errorf("unexpected argument %q: use -f FILE to choose the config", c.Args().First())}
+	}
+
+	format, err := outputFormat(c)
+	if err != nil {
+		return runOptions{}, err
+	}
+
+	return runOptions{
+		File:        c.String(flagFile),
+		Output:      format,
+		Verbose:     c.Bool(flagVerbose),
+		Only:        stages.SplitList(c.StringSlice(flagOnly)),
+		Skip:        stages.SplitList(c.StringSlice(flagSkip)),
+		Talosconfig: c.String("talosconfig"),
+	}, nil
+}
+
+func runStages(c *cli.Context, o runOptions) error {
+	list, err := stages.Select(o.Only, o.Skip)
+	if err != nil {
+		return err
+	}
+
+	cfg, err := config.Load(o.File)
+	if err != nil {
+		return err
+	}
+
+	if o.Talosconfig != "" {
+		if cfg.Talos.Talosconfig, err = filepath.Abs(o.Talosconfig); err != nil {
+			return err
+		}
+	}
+
+	st := &stages.State{Config: cfg}
+	defer st.Close() //nolint:errcheck // closing clients at exit
+
+	stdout := c.App.Writer
+
+	var progress stages.Progress
+	if o.Output == "text" {
+		progress = &stages.TextProgress{W: stdout, TTY: isTerminal(stdout)}
+	}
+
+	rep, runErr := stages.Run(c.Context, st, list, stages.Options{DryRun: o.DryRun, Progress: progress})
+
+	switch o.Output {
+	case "json":
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	default:
+		stages.RenderText(stdout, rep, stages.RenderOptions{Diffs: o.DryRun || o.Verbose, Notes: o.Verbose})
+	}
+
+	if runErr != nil {
+		return runErr
+	}
+
+	if o.DetailedExitCode && rep.Changes > 0 {
+		return errChanges
+	}
+
+	return nil
+}

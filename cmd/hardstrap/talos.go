@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/stages"
+	"github.com/hardstrap/hardstrap/talos"
+)
+
+func talosCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "talos",
+		Usage: "the Talos stage on its own",
+		Subcommands: []*cli.Command{{
+			Name:      "patch",
+			Usage:     "patch Talos machine config files with the API server settings from hardstrap.yaml",
+			ArgsUsage: "FILE...",
+			Description: `patch applies the talos stage's settings (audit policy and retention, OIDC, Pod Security
+defaults, CNI and kube-proxy) to the given machine config files, in whichever style each
+file uses (v1alpha1 cluster.* fields or separate Kube* documents). Worker configs get
+nothing: those settings live in the control plane config. The result is validated with
+Talos' own machinery before anything is written.
+
+With one FILE and no --out/--in-place, the patched config goes to stdout. A summary of the
+changes (and with -v the diff, secrets redacted) goes to stderr.
+
+Examples:
+   hardstrap talos patch controlplane.yaml > controlplane.hardened.yaml
+   hardstrap talos patch controlplane.yaml worker.yaml --out hardened/
+   hardstrap talos patch controlplane.yaml --in-place          # keeps a timestamped backup
+   hardstrap talos patch controlplane.yaml --patch extra.yaml --in-place`,
+			Flags: []cli.Flag{
+				fileFlag(), verboseFlag(),
+				&cli.StringFlag{Name: "out", TakesFile: true, Usage: "write patched files into `DIR` (same base names)"},
+				&cli.BoolFlag{Name: "in-place", Aliases: []string{"i"}, Usage: "rewrite the files, keeping a timestamped backup beside each"},
+				&cli.StringSliceFlag{Name: "patch", TakesFile: true, Usage: "apply this talosctl-style patch `FILE` first (strategic merge or JSON6902; repeatable)"},
+			},
+			OnUsageError: onUsageError,
+			Action:       talosPatch,
+		}},
+	}
+}
+
+// talosPatchOptions is what `talos patch` takes from the command line.
+type talosPatchOptions struct {
+	Config  string
+	Files   []string
+	Out     string
+	InPlace bool
+	Patches []string
+	Verbose bool
+}
+
+func talosPatch(c *cli.Context) error {
+	o := talosPatchOptions{
+		Config: c.String(flagFile), Files: c.Args().Slice(), Out: c.String("out"),
+		InPlace: c.Bool("in-place"), Patches: c.StringSlice("patch"), Verbose: c.Bool(flagVerbose),
+	}
+
+	switch {
+	case len(o.Files) == 0:
+		return usageError{fmt.Errorf("name at least one machine config FILE, e.g. hardstrap talos patch controlplane.yaml")}
+	case o.Out != "" && o.InPlace:
+		return usageError{fmt.Errorf("use --out DIR or --in-place, not both")}
+	case o.Out == "" && !o.InPlace && len(o.Files) > 1:
+		return usageError{fmt.Errorf("%d files given: stdout holds one config, so use --out DIR or --in-place", len(o.Files))}
+	}
+
+	cfg, err := config.Load(o.Config)
+	if err != nil {
+		return err
+	}
+
+	settings, err := stages.TalosSettings(cfg)
+	if err != nil {
+		return err
+	}
+
+	stderr := c.App.ErrWriter
+
+	for _, file := range o.Files {
+		res, err := talos.PatchFile(file, settings, o.Patches...)
+		if err != nil {
+			return err
+		}
+
+		reportPatch(stderr, file, res, o.Verbose)
+
+		if err := writePatch(c.App.Writer, stderr, file, res, o); err != nil {
+			return err
+		}
+	}
+
+	return nil
+}
+
+func reportPatch(w io.Writer, file string, res *talos.Result, verbose bool) {
+	m := res.Machine
+
+	switch {
+	case res.Changed():
+		fmt.Fprintf(w, "%s (%s, %s style): %d changes\n", file, m.Role, m.Style, len(res.Changes))
+
+		for _, ch := range res.Changes {
+			fmt.Fprintf(w, "    %s\n", ch)
+		}
+
+		if verbose {
+			fmt.Fprintln(w, res.Diff)
+		}
+	case res.Note != "":
+		fmt.Fprintf(w, "%s: %s\n", file, res.Note)
+	default:
+		fmt.Fprintf(w, "%s (%s, %s style): no changes\n", file, m.Role, m.Style)
+	}
+
+	for _, warn := range res.Warnings {
+		fmt.Fprintf(w, "    warning: %s\n", warn)
+	}
+}
+
+func writePatch(stdout, stderr io.Writer, file string, res *talos.Result, o talosPatchOptions) error {
+	data := res.Bytes
+	if data == nil {
+		data = res.Machine.Raw
+	}
+
+	switch {
+	case o.InPlace:
+		if !res.Changed() {
+			return nil
+		}
+
+		wr, err := (&talos.Writer{Backup: true}).Write(file, data, res.Machine.Mode)
+		if err != nil {
+			return err
+		}
+
+		fmt.Fprintf(stderr, "    wrote %s (backup: %s)\n", file, wr.Backup)
+	case o.Out != "":
+		if err := os.MkdirAll(o.Out, 0o700); err != nil {
+			return fmt.Errorf("create --out directory: %w", err)
+		}
+
+		dest := filepath.Join(o.Out, filepath.Base(file))
+		if old, err := os.ReadFile(dest); err == nil && bytes.Equal(old, data) {
+			return nil
+		}
+
+		if _, err := (&talos.Writer{}).Write(dest, data, res.Machine.Mode); err != nil {
+			return err
+		}
+
+		fmt.Fprintf(stderr, "    wrote %s\n", dest)
+	default:
+		_, err := stdout.Write(data)
+		return err
+	}
+
+	return nil
+}

@@ -1,0 +1,105 @@
+package config
+
+// Defaults for fields left empty in hardstrap.yaml.
+const (
+	DefaultApplyMode       = "auto"
+	DefaultAuditPreset     = "standard"
+	DefaultAuditMaxAge     = 30
+	DefaultAuditMaxBackups = 10
+	DefaultAuditMaxSize    = 100
+	DefaultCNI             = "cilium"
+	DefaultPSSVersion      = "latest"
+)
+
+// DefaultSeverities are the Trivy severities that block the image gate.
+var DefaultSeverities = []string{"HIGH", "CRITICAL"}
+
+func intPtr(v int) *int { return &v }
+
+func boolPtr(v bool) *bool { return &v }
+
+func (c *Cluster) applyDefaults() {
+	t := &c.Talos
+	if t.ApplyMode == "" {
+		t.ApplyMode = DefaultApplyMode
+	}
+
+	if t.Backup == nil {
+		t.Backup = boolPtr(true)
+	}
+
+	au := &c.APIServer.Audit
+	if au.Enabled == nil {
+		au.Enabled = boolPtr(true)
+	}
+
+	if au.Preset == "" && au.PolicyFile == "" {
+		au.Preset = DefaultAuditPreset
+	}
+
+	if au.MaxAge == nil {
+		au.MaxAge = intPtr(DefaultAuditMaxAge)
+	}
+
+	if au.MaxBackups == nil {
+		au.MaxBackups = intPtr(DefaultAuditMaxBackups)
+	}
+
+	if au.MaxSize == nil {
+		au.MaxSize = intPtr(DefaultAuditMaxSize)
+	}
+
+	if o := c.APIServer.OIDC; o != nil && o.UsernameClaim == "" {
+		o.UsernameClaim = "sub"
+	}
+
+	ps := &c.APIServer.PodSecurity
+	if ps.Enforce == "" {
+		ps.Enforce = "baseline"
+	}
+
+	if ps.Audit == "" {
+		ps.Audit = "restricted"
+	}
+
+	if ps.Warn == "" {
+		ps.Warn = "restricted"
+	}
+
+	if ps.Version == "" {
+		ps.Version = DefaultPSSVersion
+	}
+
+	if ps.ExemptNamespaces == nil {
+		ps.ExemptNamespaces = []string{"kube-system"}
+	}
+
+	if c.CNI.Name == "" {
+		c.CNI.Name = DefaultCNI
+	}
+
+	if c.CNI.KubeProxyReplacement == nil {
+		c.CNI.KubeProxyReplacement = boolPtr(false)
+	}
+
+	for i := range c.Namespaces {
+		if c.Namespaces[i].PodSecurity.Version == "" {
+			c.Namespaces[i].PodSecurity.Version = DefaultPSSVersion
+		}
+	}
+
+	if len(c.Images.Trivy.Severity) == 0 {
+		c.Images.Trivy.Severity = DefaultSeverities
+	}
+}
+
+// IsEnabled reports whether a release is to be installed (it is unless enabled: false).
+func (r *Release) IsEnabled() bool { return r.Enabled == nil || *r.Enabled }
+
+// ManagesCNI reports whether hardstrap installs the CNI, so Talos must not install its own.
+func (c *CNI) ManagesCNI() bool { return c.Name == "cilium" || c.Name == "calico" }
+
+// ReplacesKubeProxy reports whether the CNI takes over kube-proxy, so Talos must not run it.
+func (c *CNI) ReplacesKubeProxy() bool {
+	return c.ManagesCNI() && c.KubeProxyReplacement != nil && *c.KubeProxyReplacement
+}

@@ -1,0 +1,133 @@
+package stages
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Options are the choices of one run.
+type Options struct {
+	// DryRun plans every stage and applies nothing.
+	DryRun bool
+	// Progress is told when each stage starts and ends; nil reports nothing.
+	Progress Progress
+}
+
+// Progress receives the runner's events.
+type Progress interface {
+	Start(st Stage, dryRun bool)
+	Done(st Stage, r *StageReport, err error)
+}
+
+// Status is where a stage ended up.
+type Status string
+
+// Stage statuses.
+const (
+	StatusUpToDate Status = "up-to-date"
+	StatusPlanned  Status = "planned"
+	StatusApplied  Status = "applied"
+	StatusFailed   Status = "failed"
+)
+
+// StageReport is what one stage planned and did.
+type StageReport struct {
+	Name   string `json:"name"`
+	Status Status `json:"status"`
+	Changes
+	Error string `json:"error,omitempty"`
+}
+
+// Report is what a run planned and did, for the summary and -o json.
+type Report struct {
+	Cluster string         `json:"cluster"`
+	Config  string         `json:"config"`
+	DryRun  bool           `json:"dryRun"`
+	Stages  []*StageReport `json:"stages"`
+	Changes int            `json:"changes"`
+	Elapsed Duration       `json:"elapsed"`
+	Error   string         `json:"error,omitempty"`
+}
+
+// Duration renders as "1.234s" in JSON.
+type Duration time.Duration
+
+// MarshalJSON renders the duration rounded to milliseconds.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).Round(time.Millisecond).String())
+}
+
+// Run plans each stage and, unless dry-run, applies its changes before the next stage plans:
+// later stages see what earlier ones did. It checks ctx between stages and wraps the first
+// error once with the stage's name.
+func Run(ctx context.Context, s *State, list []Stage, o Options) (*Report, error) {
+	start := time.Now()
+	rep := &Report{Cluster: s.Config.Metadata.Name, Config: s.Config.File, DryRun: o.DryRun}
+
+	defer func() { rep.Elapsed = Duration(time.Since(start)) }()
+
+	for _, st := range list {
+		if err := ctx.Err(); err != nil {
+			err = fmt.Errorf("stage %s not started: %w", st.Name(), err)
+			rep.Error = err.Error()
+
+			return rep, err
+		}
+
+		sr := &StageReport{Name: st.Name()}
+		rep.Stages = append(rep.Stages, sr)
+
+		if o.Progress != nil {
+			o.Progress.Start(st, o.DryRun)
+		}
+
+		err := runStage(ctx, s, st, sr, o.DryRun)
+		rep.Changes += len(sr.Items)
+
+		if o.Progress != nil {
+			o.Progress.Done(st, sr, err)
+		}
+
+		if err != nil {
+			sr.Status, sr.Error = StatusFailed, err.Error()
+			err = fmt.Errorf("stage %s: %w", st.Name(), err)
+			rep.Error = err.Error()
+
+			return rep, err
+		}
+	}
+
+	return rep, nil
+}
+
+func runStage(ctx context.Context, s *State, st Stage, sr *StageReport, dryRun bool) error {
+	c, err := st.Plan(ctx, s)
+	if c.Items == nil {
+		c.Items = []Change{} // "changes": [] rather than null in -o json
+	}
+
+	sr.Changes = c
+
+	if err != nil {
+		return err
+	}
+
+	switch {
+	case c.Empty():
+		sr.Status = StatusUpToDate
+		return nil
+	case dryRun:
+		sr.Status = StatusPlanned
+		return nil
+	}
+
+	if err := st.Apply(ctx, s, c); err != nil {
+		return err
+	}
+
+	sr.Status = StatusApplied
+
+	return nil
+}

@@ -1,0 +1,73 @@
+// Package stages holds the runner and one file per bootstrap stage. Data flows one way:
+// config -> plan -> apply. A stage's Plan only reads; an empty plan means the cluster already
+// matches hardstrap.yaml. Apply performs exactly the planned changes, and dry-run is simply a
+// plan whose Apply is never called.
+package stages
+
+import (
+	"context"
+)
+
+// Stage is one step of the bootstrap.
+type Stage interface {
+	// Name is the stage's name on the command line (--only, --skip): "talos", "policy", ...
+	Name() string
+	// Title is the progress line shown while the stage runs, e.g. "Patching Talos machine config".
+	Title() string
+	// Plan works out what would change. It reads only; empty Changes mean up to date.
+	Plan(ctx context.Context, s *State) (Changes, error)
+	// Apply performs exactly the changes Plan returned.
+	Apply(ctx context.Context, s *State, c Changes) error
+}
+
+// Change is one planned change to one object.
+type Change struct {
+	// Action is what happens: create, update, delete or apply.
+	Action string `json:"action"`
+	// Target names the object: a file, a node, a Kubernetes object.
+	Target string `json:"target"`
+	// Summary lists, in words, what changes.
+	Summary []string `json:"summary,omitempty"`
+	// Diff is a unified diff, secrets redacted.
+	Diff string `json:"diff,omitempty"`
+	// Result is filled by Apply: what was done beyond the change itself (e.g. a backup path).
+	Result string `json:"result,omitempty"`
+
+	apply func(ctx context.Context) (string, error)
+}
+
+// Changes is the plan of one stage.
+type Changes struct {
+	Items []Change `json:"changes"`
+	// Notes are things the user should know that change nothing (e.g. "worker.yaml: up to date").
+	Notes []string `json:"notes,omitempty"`
+	// Warnings are things that may be wrong but do not stop the run.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Empty reports whether the stage has nothing to do.
+func (c Changes) Empty() bool { return len(c.Items) == 0 }
+
+// applyAll runs each change's apply function in order, recording results; it stops at the
+// first failure and says how many changes were already applied.
+func applyAll(ctx context.Context, c Changes) error {
+	for i := range c.Items {
+		if err := ctx.Err(); err != nil {
+			return partial(i, len(c.Items), err)
+		}
+
+		ch := &c.Items[i]
+		if ch.apply == nil {
+			continue
+		}
+
+		res, err := ch.apply(ctx)
+		if err != nil {
+			return partial(i, len(c.Items), err)
+		}
+
+		ch.Result = res
+	}
+
+	return nil
+}

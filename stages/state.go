@@ -1,0 +1,65 @@
+package stages
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/talos"
+)
+
+// NodeApplier is the part of the Talos API the talos stage uses; *talos.NodeClient implements it.
+type NodeApplier interface {
+	DryRun(ctx context.Context, node string, cfg []byte, mode talos.ApplyMode) (talos.NodeResult, error)
+	Apply(ctx context.Context, node string, cfg []byte, mode talos.ApplyMode) (talos.NodeResult, error)
+	Close() error
+}
+
+// State is what every stage shares during one run: the validated config, the options from the
+// command line, lazily created clients, and facts that earlier stages found.
+type State struct {
+	// Config is hardstrap.yaml, parsed and validated once.
+	Config *config.Cluster
+	// Now stamps backups; tests fix it.
+	Now func() time.Time
+
+	// NewNodeClient creates the Talos API client; nil uses talos.NewNodeClient.
+	NewNodeClient func(ctx context.Context, o talos.NodeClientOptions) (NodeApplier, error)
+
+	nodeOnce   sync.Once
+	nodeClient NodeApplier
+	nodeErr    error
+}
+
+// Nodes returns the Talos API client, creating it on first use.
+func (s *State) Nodes(ctx context.Context) (NodeApplier, error) {
+	s.nodeOnce.Do(func() {
+		t := s.Config.Talos
+		o := talos.NodeClientOptions{Talosconfig: s.Config.Resolve(t.Talosconfig), Context: t.Context, Endpoints: t.Endpoints}
+
+		if s.NewNodeClient != nil {
+			s.nodeClient, s.nodeErr = s.NewNodeClient(ctx, o)
+			return
+		}
+
+		c, err := talos.NewNodeClient(ctx, o)
+		if err != nil {
+			s.nodeErr = err
+			return
+		}
+
+		s.nodeClient = c
+	})
+
+	return s.nodeClient, s.nodeErr
+}
+
+// Close releases the clients the run created.
+func (s *State) Close() error {
+	if s.nodeClient != nil {
+		return s.nodeClient.Close()
+	}
+
+	return nil
+}

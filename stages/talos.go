@@ -1,0 +1,194 @@
+package stages
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/talos"
+	"github.com/hardstrap/hardstrap/templates"
+)
+
+// talosStage patches the Talos machine configs named in hardstrap.yaml and, when nodes are
+// listed, applies them through the Talos API.
+type talosStage struct{}
+
+var _ Stage = (*talosStage)(nil)
+
+func (*talosStage) Name() string  { return "talos" }
+func (*talosStage) Title() string { return "Patching Talos machine config" }
+
+// Plan patches every config in memory, and dry-runs the result on every listed node.
+func (*talosStage) Plan(ctx context.Context, s *State) (Changes, error) {
+	var c Changes
+
+	settings, err := TalosSettings(s.Config)
+	if err != nil {
+		return c, err
+	}
+
+	// patched holds, per configured path, the bytes each node should run.
+	patched := map[string][]byte{}
+	writer := &talos.Writer{Backup: *s.Config.Talos.Backup, Now: s.Now}
+
+	for _, tc := range s.Config.Talos.Configs {
+		res, err := talos.PatchFile(s.Config.Resolve(tc.Path), settings, resolveAll(s.Config, tc.Patches)...)
+		if err != nil {
+			return c, err
+		}
+
+		m := res.Machine
+		patched[filepath.Clean(tc.Path)] = m.Raw
+
+		for _, w := range res.Warnings {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s: %s", tc.Path, w))
+		}
+
+		switch {
+		case !res.Changed() && res.Note != "":
+			c.Notes = append(c.Notes, fmt.Sprintf("%s: %s", tc.Path, res.Note))
+			continue
+		case !res.Changed():
+			c.Notes = append(c.Notes, fmt.Sprintf("%s (%s, %s style): up to date", tc.Path, m.Role, m.Style))
+			continue
+		}
+
+		patched[filepath.Clean(tc.Path)] = res.Bytes
+		data, path, mode := res.Bytes, m.Path, m.Mode
+		c.Items = append(c.Items, Change{
+			Action:  "update",
+			Target:  fmt.Sprintf("%s (%s, %s style)", tc.Path, m.Role, m.Style),
+			Summary: res.Changes,
+			Diff:    res.Diff,
+			apply: func(context.Context) (string, error) {
+				wr, err := writer.Write(path, data, mode)
+				if err != nil {
+					return "", err
+				}
+
+				if wr.Backup != "" {
+					return "backup: " + wr.Backup, nil
+				}
+
+				return "", nil
+			},
+		})
+	}
+
+	if len(s.Config.Talos.Nodes) == 0 {
+		return c, nil
+	}
+
+	nodes, err := s.Nodes(ctx)
+	if err != nil {
+		return c, err
+	}
+
+	mode := talos.ApplyMode(s.Config.Talos.ApplyMode)
+
+	for _, n := range s.Config.Talos.Nodes {
+		cfgPath := n.Config
+		if cfgPath == "" {
+			cfgPath = s.Config.Talos.Configs[0].Path
+		}
+
+		data := patched[filepath.Clean(cfgPath)]
+
+		dr, err := nodes.DryRun(ctx, n.Address, data, mode)
+		if err != nil {
+			return c, err
+		}
+
+		if !dr.Changed {
+			c.Notes = append(c.Notes, fmt.Sprintf("node %s: runs %s already", n.Address, cfgPath))
+			continue
+		}
+
+		addr := n.Address
+		c.Items = append(c.Items, Change{
+			Action:  "apply",
+			Target:  fmt.Sprintf("node %s (%s, mode %s)", addr, cfgPath, mode),
+			Summary: append([]string{"apply " + cfgPath}, dr.Warnings...),
+			Diff:    dr.Details,
+			apply: func(ctx context.Context) (string, error) {
+				r, err := nodes.Apply(ctx, addr, data, mode)
+				if err != nil {
+					return "", err
+				}
+
+				return r.Details, nil
+			},
+		})
+	}
+
+	return c, nil
+}
+
+// Apply writes the patched files, then applies configs to nodes, in plan order.
+func (*talosStage) Apply(ctx context.Context, _ *State, c Changes) error { return applyAll(ctx, c) }
+
+// TalosSettings derives the machine config settings from hardstrap.yaml.
+func TalosSettings(c *config.Cluster) (talos.Settings, error) {
+	var s talos.Settings
+
+	if au := c.APIServer.Audit; *au.Enabled {
+		policy, err := auditPolicy(c)
+		if err != nil {
+			return s, err
+		}
+
+		s.AuditPolicy = policy
+		s.AuditLog = &talos.AuditLog{MaxAge: *au.MaxAge, MaxBackups: *au.MaxBackups, MaxSize: *au.MaxSize}
+	}
+
+	if o := c.APIServer.OIDC; o != nil {
+		s.OIDC = &talos.OIDC{
+			IssuerURL: o.IssuerURL, ClientID: o.ClientID,
+			UsernameClaim: o.UsernameClaim, UsernamePrefix: o.UsernamePrefix,
+			GroupsClaim: o.GroupsClaim, GroupsPrefix: o.GroupsPrefix,
+		}
+
+		if o.CAFile != "" {
+			pem, err := os.ReadFile(c.Resolve(o.CAFile))
+			if err != nil {
+				return s, fmt.Errorf("read apiServer.oidc.caFile: %w", err)
+			}
+
+			s.OIDC.CAPEM = string(pem)
+		}
+	}
+
+	ps := c.APIServer.PodSecurity
+	s.PodSecurity = &talos.PodSecurity{
+		Enforce: ps.Enforce, Audit: ps.Audit, Warn: ps.Warn, Version: ps.Version,
+		ExemptNamespaces: ps.ExemptNamespaces, ExemptUsernames: ps.ExemptUsernames, ExemptRuntimeClasses: ps.ExemptRuntimeClasses,
+	}
+
+	if c.CNI.ManagesCNI() {
+		s.DisableCNI = true
+		proxy := !c.CNI.ReplacesKubeProxy()
+		s.KubeProxy = &proxy
+	}
+
+	return s, nil
+}
+
+func auditPolicy(c *config.Cluster) (map[string]any, error) {
+	au := c.APIServer.Audit
+	if au.PolicyFile == "" {
+		return templates.AuditPolicy(au.Preset)
+	}
+
+	return talos.ReadAuditPolicy(c.Resolve(au.PolicyFile))
+}
+
+func resolveAll(c *config.Cluster, paths []string) []string {
+	out := make([]string, len(paths))
+	for i, p := range paths {
+		out[i] = c.Resolve(p)
+	}
+
+	return out
+}

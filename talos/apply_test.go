@@ -1,0 +1,947 @@
+package talos
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+)
+
+// ---------------------------------------------------------------------------
+// A fake machined: an in-process Talos MachineService over mTLS that answers
+// ApplyConfiguration the way Talos does.
+// ---------------------------------------------------------------------------
+
+type recordedRequest struct {
+	Node       string   // "node" metadata (client.WithNode)
+	Nodes      []string // "nodes" metadata (deprecated client.WithNodes)
+	Data       []byte
+	Mode       machine.ApplyConfigurationRequest_Mode
+	DryRun     bool
+	TryTimeout time.Duration
+	ClientCN   string // CN of the client certificate the call came with
+}
+
+type fakeMachined struct {
+	machine.UnimplementedMachineServiceServer
+
+	mu       sync.Mutex
+	configs  map[string][]byte // node -> config it runs
+	requests []recordedRequest
+	warnings []string // sent back on real applies
+}
+
+func (f *fakeMachined) config(node string) []byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	return slices.Clone(f.configs[node])
+}
+
+func (f *fakeMachined) setConfig(node string, data []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	f.configs[node] = slices.Clone(data)
+}
+
+func (f *fakeMachined) recorded() []recordedRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	return slices.Clone(f.requests)
+}
+
+func (f *fakeMachined) ApplyConfiguration(ctx context.Context, in *machine.ApplyConfigurationRequest) (*machine.ApplyConfigurationResponse, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+
+	rec := recordedRequest{
+		Nodes:  md.Get("nodes"),
+		Data:   slices.Clone(in.GetData()),
+		Mode:   in.GetMode(),
+		DryRun: in.GetDryRun(),
+	}
+	if n := md.Get("node"); len(n) > 0 {
+		rec.Node = n[0]
+	}
+
+	if in.GetTryModeTimeout() != nil {
+		rec.TryTimeout = in.GetTryModeTimeout().AsDuration()
+	}
+
+	if p, ok := peer.FromContext(ctx); ok {
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.PeerCertificates) > 0 {
+			rec.ClientCN = ti.State.PeerCertificates[0].Subject.CommonName
+		}
+	}
+
+	f.mu.Lock()
+	f.requests = append(f.requests, rec)
+	old := string(f.configs[rec.Node])
+	f.mu.Unlock()
+
+	if strings.Contains(string(in.GetData()), "invalid") {
+		return nil, status.Error(codes.InvalidArgument, "config validation failed: invalid document")
+	}
+
+	// Mode handling as in Talos' v1alpha1_server.go ApplyConfiguration
+	// (this fake node can always apply without a reboot).
+	mode := in.GetMode()
+	modeDetails := "Applied configuration with a reboot"
+
+	switch mode {
+	case machine.ApplyConfigurationRequest_TRY, machine.ApplyConfigurationRequest_NO_REBOOT:
+		modeDetails = "Applied configuration without a reboot"
+	case machine.ApplyConfigurationRequest_STAGED:
+		modeDetails = "Staged configuration to be applied after the next reboot"
+	case machine.ApplyConfigurationRequest_AUTO:
+		mode = machine.ApplyConfigurationRequest_NO_REBOOT
+		modeDetails = "Applied configuration without a reboot"
+	}
+
+	if in.GetDryRun() {
+		diff := lineDiff(old, string(in.GetData()))
+		if diff == "" {
+			diff = "No changes."
+		}
+
+		return &machine.ApplyConfigurationResponse{
+			Messages: []*machine.ApplyConfiguration{{
+				Mode:        mode,
+				ModeDetails: fmt.Sprintf("Dry run summary:\n%s (skipped in dry-run).\nConfig diff:\n\n%s", modeDetails, diff),
+			}},
+		}, nil
+	}
+
+	if mode == machine.ApplyConfigurationRequest_TRY {
+		timeout := time.Minute
+		if in.GetTryModeTimeout() != nil {
+			timeout = in.GetTryModeTimeout().AsDuration()
+		}
+
+		modeDetails += fmt.Sprintf("\nThe config is applied in 'try' mode and will be automatically reverted back in %s", timeout)
+	}
+
+	f.setConfig(rec.Node, in.GetData())
+
+	f.mu.Lock()
+	warnings := slices.Clone(f.warnings)
+	f.mu.Unlock()
+
+	return &machine.ApplyConfigurationResponse{
+		Messages: []*machine.ApplyConfiguration{{
+			Mode:        mode,
+			ModeDetails: modeDetails,
+			Warnings:    warnings,
+		}},
+	}, nil
+}
+
+// lineDiff is a small LCS line diff in unified style ("--- a", "+++ b", then
+// " ", "-" and "+" lines), like the text Talos' configdiff produces.
+func lineDiff(a, b string) string {
+	if a == b {
+		return ""
+	}
+
+	al := strings.Split(strings.TrimSuffix(a, "\n"), "\n")
+	bl := strings.Split(strings.TrimSuffix(b, "\n"), "\n")
+
+	if a == "" {
+		al = nil
+	}
+
+	lcs := make([][]int, len(al)+1)
+	for i := range lcs {
+		lcs[i] = make([]int, len(bl)+1)
+	}
+
+	for i := len(al) - 1; i >= 0; i-- {
+		for j := len(bl) - 1; j >= 0; j-- {
+			if al[i] == bl[j] {
+				lcs[i][j] = lcs[i+1][j+1] + 1
+			} else {
+				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
+			}
+		}
+	}
+
+	var sb strings.Builder
+
+	sb.WriteString("--- a\n+++ b\n")
+
+	i, j := 0, 0
+	for i < len(al) || j < len(bl) {
+		switch {
+		case i < len(al) && j < len(bl) && al[i] == bl[j]:
+			sb.WriteString(" " + al[i] + "\n")
+			i++
+			j++
+		case j < len(bl) && (i == len(al) || lcs[i][j+1] >= lcs[i+1][j]):
+			sb.WriteString("+" + bl[j] + "\n")
+			j++
+		default:
+			sb.WriteString("-" + al[i] + "\n")
+			i++
+		}
+	}
+
+	return sb.String()
+}
+
+// ---------------------------------------------------------------------------
+// PKI and talosconfig
+// ---------------------------------------------------------------------------
+
+type testPKI struct {
+	caPEM              []byte
+	serverCert         tls.Certificate
+	clientCrt, clientK []byte
+	caPool             *x509.CertPool
+}
+
+func newTestPKI(t *testing.T) testPKI {
+	t.Helper()
+
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatalf("ca key: %v", err)
+	}
+
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "hardstrap test ca"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatalf("ca cert: %v", err)
+	}
+
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatalf("parse ca: %v", err)
+	}
+
+	issue := func(serial int64, cn string, usage x509.ExtKeyUsage, ips []net.IP) (crtPEM, keyPEM []byte) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatalf("key for %s: %v", cn, err)
+		}
+
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial),
+			Subject:      pkix.Name{CommonName: cn},
+			NotBefore:    now.Add(-time.Hour),
+			NotAfter:     now.Add(time.Hour),
+			KeyUsage:     x509.KeyUsageDigitalSignature,
+			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+			IPAddresses:  ips,
+		}
+
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatalf("cert for %s: %v", cn, err)
+		}
+
+		keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			t.Fatalf("marshal key for %s: %v", cn, err)
+		}
+
+		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+			pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+	}
+
+	srvCrt, srvKey := issue(2, "talos-node", x509.ExtKeyUsageServerAuth, []net.IP{net.ParseIP("127.0.0.1")})
+	cliCrt, cliKey := issue(3, "hardstrap-admin", x509.ExtKeyUsageClientAuth, nil)
+
+	serverCert, err := tls.X509KeyPair(srvCrt, srvKey)
+	if err != nil {
+		t.Fatalf("server keypair: %v", err)
+	}
+
+	pool := x509.NewCertPool()
+	pool.AddCert(caCert)
+
+	return testPKI{
+		caPEM:      pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		serverCert: serverCert,
+		clientCrt:  cliCrt,
+		clientK:    cliKey,
+		caPool:     pool,
+	}
+}
+
+// startFakeMachined serves the fake over mTLS on 127.0.0.1:0.
+func startFakeMachined(t *testing.T, pki testPKI) (*fakeMachined, string) {
+	t.Helper()
+
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{
+		Certificates: []tls.Certificate{pki.serverCert},
+		ClientCAs:    pki.caPool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		MinVersion:   tls.VersionTLS12,
+	})))
+
+	fake := &fakeMachined{configs: map[string][]byte{}}
+	machine.RegisterMachineServiceServer(srv, fake)
+
+	go srv.Serve(lis) //nolint:errcheck // ends with Stop
+
+	t.Cleanup(srv.Stop)
+
+	return fake, lis.Addr().String()
+}
+
+// writeTalosconfig writes a talosconfig with context "hardstrap-test" (the
+// test PKI, the given endpoints) and a context "broken" pointing at a closed
+// port; current names the current context.
+func writeTalosconfig(t *testing.T, pki testPKI, current string, endpoints []string) string {
+	t.Helper()
+
+	b64 := base64.StdEncoding.EncodeToString
+	cfg := &clientconfig.Config{
+		Context: current,
+		Contexts: map[string]*clientconfig.Context{
+			"hardstrap-test": {
+				Endpoints: endpoints,
+				CA:        b64(pki.caPEM),
+				Crt:       b64(pki.clientCrt),
+				Key:       b64(pki.clientK),
+			},
+			"broken": {
+				Endpoints: []string{"127.0.0.1:1"},
+				CA:        b64(pki.caPEM),
+				Crt:       b64(pki.clientCrt),
+				Key:       b64(pki.clientK),
+			},
+		},
+	}
+
+	path := filepath.Join(t.TempDir(), "talosconfig")
+	if err := cfg.Save(path); err != nil {
+		t.Fatalf("save talosconfig: %v", err)
+	}
+
+	return path
+}
+
+type testEnv struct {
+	fake        *fakeMachined
+	addr        string
+	talosconfig string
+	pki         testPKI
+}
+
+// newTestEnv starts a fake node, writes a talosconfig whose current context
+// reaches it and points TALOSCONFIG at that file.
+func newTestEnv(t *testing.T) testEnv {
+	t.Helper()
+
+	pki := newTestPKI(t)
+	fake, addr := startFakeMachined(t, pki)
+	path := writeTalosconfig(t, pki, "hardstrap-test", []string{addr})
+	t.Setenv("TALOSCONFIG", path)
+
+	return testEnv{fake: fake, addr: addr, talosconfig: path, pki: pki}
+}
+
+func testCtx(t *testing.T) context.Context {
+	t.Helper()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+
+	return ctx
+}
+
+// newClientFromEnv builds a NodeClient with only TALOSCONFIG set (no path in
+// the options), which proves the variable is honoured.
+func newClientFromEnv(t *testing.T, o NodeClientOptions) *NodeClient {
+	t.Helper()
+
+	c, err := NewNodeClient(testCtx(t), o)
+	if err != nil {
+		t.Fatalf("NewNodeClient: %v", err)
+	}
+
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+
+	return c
+}
+
+const (
+	runningConfig = `version: v1alpha1
+machine:
+    type: controlplane
+    token: oldmachinetoken
+    ca:
+        crt: LS0tLS1CRUdJTiBDRVJU
+        key: LS0tLS1PTERLRVk=
+    install:
+        disk: /dev/sda
+cluster:
+    clusterName: demo
+    token: abcdef.0123456789abcdef
+    secretboxEncryptionSecret: b2xkc2VjcmV0
+`
+	newConfig = `version: v1alpha1
+machine:
+    type: controlplane
+    token: newmachinetoken
+    ca:
+        crt: LS0tLS1CRUdJTiBDRVJU
+        key: LS0tLS1ORVdLRVk=
+    install:
+        disk: /dev/nvme0n1
+cluster:
+    clusterName: demo
+    token: fedcba.9876543210fedcba
+    secretboxEncryptionSecret: bmV3c2VjcmV0
+`
+)
+
+// secret values that must never show in NodeResult.Details.
+var secretValues = []string{
+	"oldmachinetoken", "newmachinetoken", "LS0tLS1PTERLRVk=", "LS0tLS1ORVdLRVk=",
+	"abcdef.0123456789abcdef", "fedcba.9876543210fedcba", "b2xkc2VjcmV0", "bmV3c2VjcmV0",
+}
+
+// ---------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------
+
+func TestNodeClientDryRunShowsDiffAndChangesNothing(t *testing.T) {
+	env := newTestEnv(t)
+	env.fake.setConfig("10.0.0.2", []byte(runningConfig))
+
+	c := newClientFromEnv(t, NodeClientOptions{})
+
+	for _, mode := range []ApplyMode{ApplyModeAuto, ApplyModeNoReboot, ApplyModeStaged, ApplyModeTry} {
+		t.Run(string(mode), func(t *testing.T) {
+			res, err := c.DryRun(testCtx(t), "10.0.0.2", []byte(newConfig), mode)
+			if err != nil {
+				t.Fatalf("DryRun: %v", err)
+			}
+
+			if !res.Changed {
+				t.Errorf("Changed = false, want true; details:\n%s", res.Details)
+			}
+
+			if res.Node != "10.0.0.2" {
+				t.Errorf("Node = %q, want 10.0.0.2", res.Node)
+			}
+
+			for _, want := range []string{"Dry run summary:", "Config diff:", "-        disk: /dev/sda", "+        disk: /dev/nvme0n1"} {
+				if !strings.Contains(res.Details, want) {
+					t.Errorf("details lack %q:\n%s", want, res.Details)
+				}
+			}
+
+			if got := env.fake.config("10.0.0.2"); !bytes.Equal(got, []byte(runningConfig)) {
+				t.Errorf("dry run changed the node's config to:\n%s", got)
+			}
+
+			reqs := env.fake.recorded()
+			last := reqs[len(reqs)-1]
+
+			if !last.DryRun {
+				t.Errorf("request DryRun = false, want true")
+			}
+
+			wantMode, _ := mode.proto()
+			if last.Mode != wantMode {
+				t.Errorf("request Mode = %v, want %v", last.Mode, wantMode)
+			}
+		})
+	}
+}
+
+func TestNodeClientApplyModes(t *testing.T) {
+	for _, tc := range []struct {
+		mode           ApplyMode
+		tryTimeout     time.Duration
+		wantProto      machine.ApplyConfigurationRequest_Mode
+		wantResultMode string
+		wantTryTimeout time.Duration
+		wantDetails    string
+	}{
+		{ApplyModeAuto, 0, machine.ApplyConfigurationRequest_AUTO, "no-reboot", 0, "Applied configuration without a reboot"},
+		{ApplyModeNoReboot, 0, machine.ApplyConfigurationRequest_NO_REBOOT, "no-reboot", 0, "Applied configuration without a reboot"},
+		{ApplyModeStaged, 0, machine.ApplyConfigurationRequest_STAGED, "staged", 0, "Staged configuration to be applied after the next reboot"},
+		{ApplyModeTry, 0, machine.ApplyConfigurationRequest_TRY, "try", time.Minute, "reverted back in 1m0s"},
+		{ApplyModeTry, 90 * time.Second, machine.ApplyConfigurationRequest_TRY, "try", 90 * time.Second, "reverted back in 1m30s"},
+	} {
+		t.Run(fmt.Sprintf("%s/%s", tc.mode, tc.tryTimeout), func(t *testing.T) {
+			env := newTestEnv(t)
+			env.fake.setConfig("10.0.0.2", []byte(runningConfig))
+			env.fake.warnings = []string{"machine.install.disk is deprecated"}
+
+			c := newClientFromEnv(t, NodeClientOptions{TryTimeout: tc.tryTimeout})
+
+			res, err := c.Apply(testCtx(t), "10.0.0.2", []byte(newConfig), tc.mode)
+			if err != nil {
+				t.Fatalf("Apply: %v", err)
+			}
+
+			if got := env.fake.config("10.0.0.2"); !bytes.Equal(got, []byte(newConfig)) {
+				t.Errorf("node config after Apply:\n%s\nwant:\n%s", got, newConfig)
+			}
+
+			reqs := env.fake.recorded()
+			if len(reqs) != 1 {
+				t.Fatalf("node got %d requests, want 1", len(reqs))
+			}
+
+			req := reqs[0]
+			if req.Mode != tc.wantProto {
+				t.Errorf("request Mode = %v, want %v", req.Mode, tc.wantProto)
+			}
+
+			if req.DryRun {
+				t.Errorf("request DryRun = true, want false")
+			}
+
+			if req.TryTimeout != tc.wantTryTimeout {
+				t.Errorf("request TryModeTimeout = %s, want %s", req.TryTimeout, tc.wantTryTimeout)
+			}
+
+			if !bytes.Equal(req.Data, []byte(newConfig)) {
+				t.Errorf("request Data differs from the config given")
+			}
+
+			if res.Mode != tc.wantResultMode {
+				t.Errorf("result Mode = %q, want %q", res.Mode, tc.wantResultMode)
+			}
+
+			if !strings.Contains(res.Details, tc.wantDetails) {
+				t.Errorf("details %q lack %q", res.Details, tc.wantDetails)
+			}
+
+			if !res.Changed {
+				t.Errorf("Changed = false after a real apply")
+			}
+
+			if !slices.Equal(res.Warnings, []string{"machine.install.disk is deprecated"}) {
+				t.Errorf("Warnings = %q", res.Warnings)
+			}
+		})
+	}
+}
+
+func TestNodeClientDryRunAfterApplyReportsNoChanges(t *testing.T) {
+	env := newTestEnv(t)
+	env.fake.setConfig("10.0.0.2", []byte(runningConfig))
+
+	c := newClientFromEnv(t, NodeClientOptions{})
+	ctx := testCtx(t)
+
+	before, err := c.DryRun(ctx, "10.0.0.2", []byte(newConfig), ApplyModeAuto)
+	if err != nil {
+		t.Fatalf("first DryRun: %v", err)
+	}
+
+	if !before.Changed {
+		t.Fatalf("first dry run: Changed = false, want true")
+	}
+
+	if _, err := c.Apply(ctx, "10.0.0.2", []byte(newConfig), ApplyModeAuto); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+
+	after, err := c.DryRun(ctx, "10.0.0.2", []byte(newConfig), ApplyModeAuto)
+	if err != nil {
+		t.Fatalf("second DryRun: %v", err)
+	}
+
+	if after.Changed {
+		t.Errorf("dry run after apply: Changed = true, want false; details:\n%s", after.Details)
+	}
+
+	if !strings.Contains(after.Details, "No changes.") {
+		t.Errorf("details lack Talos' no-changes phrase:\n%s", after.Details)
+	}
+
+	if after.Mode != "no-reboot" {
+		t.Errorf("Mode = %q, want no-reboot (auto as resolved by the node)", after.Mode)
+	}
+}
+
+func TestNodeClientNodeMetadataReachesServer(t *testing.T) {
+	pki := newTestPKI(t)
+	fake, addr := startFakeMachined(t, pki)
+
+	for _, tc := range []struct {
+		name          string
+		current       string   // current context in the talosconfig
+		ctxEndpoints  []string // endpoints of context hardstrap-test
+		opts          NodeClientOptions
+		node          string
+		viaOptionPath bool // give the path in the options instead of TALOSCONFIG
+	}{
+		{name: "context endpoints", current: "hardstrap-test", ctxEndpoints: []string{addr}, node: "10.0.0.2"},
+		{name: "endpoints override the context's", current: "hardstrap-test", ctxEndpoints: []string{"127.0.0.1:1"},
+			opts: NodeClientOptions{Endpoints: []string{addr}}, node: "10.0.0.3"},
+		{name: "node is its own endpoint", current: "hardstrap-test", ctxEndpoints: nil, node: addr},
+		{name: "explicit context", current: "broken", ctxEndpoints: []string{addr},
+			opts: NodeClientOptions{Context: "hardstrap-test"}, node: "10.0.0.4"},
+		{name: "explicit talosconfig path", current: "hardstrap-test", ctxEndpoints: []string{addr},
+			node: "10.0.0.5", viaOptionPath: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeTalosconfig(t, pki, tc.current, tc.ctxEndpoints)
+
+			opts := tc.opts
+			if tc.viaOptionPath {
+				opts.Talosconfig = path
+				t.Setenv("TALOSCONFIG", filepath.Join(t.TempDir(), "not-this-one"))
+			} else {
+				t.Setenv("TALOSCONFIG", path)
+			}
+
+			fake.setConfig(tc.node, []byte(runningConfig))
+			n := len(fake.recorded())
+
+			c := newClientFromEnv(t, opts)
+
+			res, err := c.DryRun(testCtx(t), tc.node, []byte(runningConfig), ApplyModeNoReboot)
+			if err != nil {
+				t.Fatalf("DryRun: %v", err)
+			}
+
+			if res.Changed {
+				t.Errorf("Changed = true for the config the node runs; details:\n%s", res.Details)
+			}
+
+			reqs := fake.recorded()
+			if len(reqs) != n+1 {
+				t.Fatalf("server got %d new requests, want 1", len(reqs)-n)
+			}
+
+			got := reqs[len(reqs)-1]
+			if got.Node != tc.node {
+				t.Errorf(`"node" metadata = %q, want %q`, got.Node, tc.node)
+			}
+
+			if len(got.Nodes) != 0 {
+				t.Errorf(`"nodes" metadata = %q, want none`, got.Nodes)
+			}
+
+			if got.ClientCN != "hardstrap-admin" {
+				t.Errorf("client certificate CN = %q, want the talosconfig's (hardstrap-admin)", got.ClientCN)
+			}
+		})
+	}
+}
+
+func TestNewNodeClientMissingTalosconfig(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T, dir string) (NodeClientOptions, string) // returns options and the path expected in the error
+	}{
+		{
+			name: "explicit path",
+			setup: func(t *testing.T, dir string) (NodeClientOptions, string) {
+				p := filepath.Join(dir, "clusters", "talosconfig")
+				t.Setenv("TALOSCONFIG", "")
+
+				return NodeClientOptions{Talosconfig: p}, p
+			},
+		},
+		{
+			name: "TALOSCONFIG",
+			setup: func(t *testing.T, dir string) (NodeClientOptions, string) {
+				p := filepath.Join(dir, "from-env", "talosconfig")
+				t.Setenv("TALOSCONFIG", p)
+
+				return NodeClientOptions{}, p
+			},
+		},
+		{
+			name: "default ~/.talos/config",
+			setup: func(t *testing.T, dir string) (NodeClientOptions, string) {
+				t.Setenv("TALOSCONFIG", "")
+				t.Setenv("TALOS_HOME", "")
+				t.Setenv("HOME", dir)
+
+				return NodeClientOptions{}, filepath.Join(dir, ".talos", "config")
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			opts, wantPath := tc.setup(t, dir)
+
+			c, err := NewNodeClient(testCtx(t), opts)
+			if err == nil {
+				c.Close() //nolint:errcheck
+				t.Fatalf("NewNodeClient succeeded without a talosconfig")
+			}
+
+			msg := err.Error()
+			for _, want := range []string{wantPath, "TALOSCONFIG", "talos.talosconfig in hardstrap.yaml"} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("error %q does not mention %q", msg, want)
+				}
+			}
+
+			if !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("error %q does not wrap fs.ErrNotExist", msg)
+			}
+
+			if msg != strings.ToLower(msg[:1])+msg[1:] {
+				t.Errorf("error %q does not start lower-case", msg)
+			}
+
+			// the machinery's config.Open would have created an empty file
+			if _, err := os.Stat(wantPath); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%s exists after the failed call (stat: %v)", wantPath, err)
+			}
+		})
+	}
+}
+
+func TestNewNodeClientUnknownContext(t *testing.T) {
+	env := newTestEnv(t)
+
+	_, err := NewNodeClient(testCtx(t), NodeClientOptions{Context: "prod"})
+	if err == nil {
+		t.Fatalf("NewNodeClient with unknown context succeeded")
+	}
+
+	for _, want := range []string{`"prod"`, env.talosconfig, "hardstrap-test"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+}
+
+func TestNodeClientApplyErrorsNameTheNode(t *testing.T) {
+	env := newTestEnv(t)
+	c := newClientFromEnv(t, NodeClientOptions{})
+
+	for _, tc := range []struct {
+		name       string
+		call       func(ctx context.Context) (NodeResult, error)
+		wantPrefix string
+		wantCode   codes.Code
+	}{
+		{
+			name: "node rejects config",
+			call: func(ctx context.Context) (NodeResult, error) {
+				return c.Apply(ctx, "10.0.0.2", []byte("invalid: yes"), ApplyModeAuto)
+			},
+			wantPrefix: "apply config to node 10.0.0.2: ",
+			wantCode:   codes.InvalidArgument,
+		},
+		{
+			name: "dry run rejected",
+			call: func(ctx context.Context) (NodeResult, error) {
+				return c.DryRun(ctx, "10.0.0.7", []byte("invalid: yes"), ApplyModeStaged)
+			},
+			wantPrefix: "dry-run apply config to node 10.0.0.7: ",
+			wantCode:   codes.InvalidArgument,
+		},
+		{
+			name: "unknown mode",
+			call: func(ctx context.Context) (NodeResult, error) {
+				return c.Apply(ctx, "10.0.0.2", []byte(newConfig), ApplyMode("reboot-now"))
+			},
+			wantPrefix: "apply config to node 10.0.0.2: unknown apply mode",
+			wantCode:   codes.Unknown,
+		},
+		{
+			name: "empty config",
+			call: func(ctx context.Context) (NodeResult, error) {
+				return c.Apply(ctx, "10.0.0.2", nil, ApplyModeAuto)
+			},
+			wantPrefix: "apply config to node 10.0.0.2: machine config is empty",
+			wantCode:   codes.Unknown,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := len(env.fake.recorded())
+
+			_, err := tc.call(testCtx(t))
+			if err == nil {
+				t.Fatalf("call succeeded, want an error")
+			}
+
+			if !strings.HasPrefix(err.Error(), tc.wantPrefix) {
+				t.Errorf("error %q, want prefix %q", err, tc.wantPrefix)
+			}
+
+			if got := status.Code(err); got != tc.wantCode {
+				t.Errorf("status code of %q = %v, want %v (is the gRPC error wrapped with %%w?)", err, got, tc.wantCode)
+			}
+
+			if tc.wantCode == codes.Unknown && len(env.fake.recorded()) != n {
+				t.Errorf("a locally rejected call reached the node")
+			}
+		})
+	}
+
+	if got := env.fake.config("10.0.0.2"); got != nil {
+		t.Errorf("rejected applies stored a config: %s", got)
+	}
+}
+
+func TestNodeClientDryRunRedactsSecrets(t *testing.T) {
+	env := newTestEnv(t)
+	env.fake.setConfig("10.0.0.2", []byte(runningConfig))
+
+	c := newClientFromEnv(t, NodeClientOptions{})
+
+	res, err := c.DryRun(testCtx(t), "10.0.0.2", []byte(newConfig), ApplyModeAuto)
+	if err != nil {
+		t.Fatalf("DryRun: %v", err)
+	}
+
+	for _, s := range secretValues {
+		if strings.Contains(res.Details, s) {
+			t.Errorf("details leak secret %q:\n%s", s, res.Details)
+		}
+	}
+
+	for _, want := range []string{
+		"-    token: REDACTED",
+		"+    token: REDACTED",
+		"-        key: REDACTED",
+		"+        key: REDACTED",
+		"-    secretboxEncryptionSecret: REDACTED",
+		"         crt: LS0tLS1CRUdJTiBDRVJU", // certificates are kept
+		"+        disk: /dev/nvme0n1",        // non-secret changes stay readable
+	} {
+		if !strings.Contains(res.Details, want) {
+			t.Errorf("details lack %q:\n%s", want, res.Details)
+		}
+	}
+
+	if !res.Changed {
+		t.Errorf("Changed = false, want true")
+	}
+}
+
+func TestRedactSecrets(t *testing.T) {
+	for _, tc := range []struct {
+		name, in, want string
+	}{
+		{"machine token added", "+    token: abc123", "+    token: REDACTED"},
+		{"cluster token removed", "-    token: abcdef.0123456789abcdef", "-    token: REDACTED"},
+		{"context line", "     token: abc123", "     token: REDACTED"},
+		{"plain yaml", "  secret: c2VjcmV0", "  secret: REDACTED"},
+		{"ca key", "+        key: LS0tLS1CRUdJTiBFQyBQUklWQVRFIEtFWS0=", "+        key: REDACTED"},
+		{"crt kept", "+        crt: LS0tLS1CRUdJTiBDRVJU", "+        crt: LS0tLS1CRUdJTiBDRVJU"},
+		{"aescbc", "-    aescbcEncryptionSecret: Zm9vYmFy", "-    aescbcEncryptionSecret: REDACTED"},
+		{"secretbox", "+    secretboxEncryptionSecret: Zm9vYmFy", "+    secretboxEncryptionSecret: REDACTED"},
+		{"wireguard private key", "+            privateKey: GIDkX1yRjrQ=", "+            privateKey: REDACTED"},
+		{"registry password in list", "+        - password: hunter2", "+        - password: REDACTED"},
+		{"disk passphrase", "+                    passphrase: topsecret", "+                    passphrase: REDACTED"},
+		{"quoted json key", `+  "token": "abc",`, `+  "token": REDACTED,`},
+		{"go struct dump", "-\t\tMachineToken: \"foo\",", "-\t\tMachineToken: REDACTED,"},
+		{"bootstrap token key", "+    bootstrapToken: abc.def", "+    bootstrapToken: REDACTED"},
+		{"siderolink join token", "+    apiUrl: https://omni.example:8090?jointoken=s3cr3t&x=1", "+    apiUrl: https://omni.example:8090?jointoken=REDACTED&x=1"},
+		{"diff headers kept", "--- a\n+++ b", "--- a\n+++ b"},
+		{"non-secret kept", "+    clusterName: demo\n-        disk: /dev/sda", "+    clusterName: demo\n-        disk: /dev/sda"},
+		{"publicKey kept", "+    publicKey: AAAA", "+    publicKey: AAAA"},
+		{"empty value kept", "+    token: \"\"", "+    token: \"\""},
+		{"nested map key kept", "+    ca:", "+    ca:"},
+		{
+			"block scalar",
+			"+    key: |\n+        LINE1\n+        LINE2\n+    crt: keepme",
+			"+    key: |\n+        REDACTED\n+        REDACTED\n+    crt: keepme",
+		},
+		{
+			"prose untouched",
+			"Dry run summary:\nApplied configuration without a reboot (skipped in dry-run).\nConfig diff:\n\nNo changes.",
+			"Dry run summary:\nApplied configuration without a reboot (skipped in dry-run).\nConfig diff:\n\nNo changes.",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := redactSecrets(tc.in); got != tc.want {
+				t.Errorf("redactSecrets(%q)\n got %q\nwant %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestNodeDryRunChangedDetection(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		details string
+		want    bool
+	}{
+		{"talos no changes", "Dry run summary:\nApplied configuration without a reboot (skipped in dry-run).\nConfig diff:\n\nNo changes.", false},
+		{"talos diff", "Dry run summary:\nApplied configuration without a reboot (skipped in dry-run).\nConfig diff:\n\n--- a\n+++ b\n@@ -1,2 +1,2 @@\n-a: 1\n+a: 2\n", true},
+		{"talos 1.8 documents diff after no changes", "Dry run summary:\nApplied configuration without a reboot (skipped in dry-run).\nConfig diff:\nNo changes.\nDocuments diff:\n[]config.Document{\n+\t&runtime.KmsgLogV1Alpha1{\n}", true},
+		{"talos 1.8 nothing at all", "Dry run summary:\nApplied configuration without a reboot (skipped in dry-run).\nConfig diff:\nNo changes.", false},
+		{"unknown text", "something else", true},
+		{"phrase inside a sentence", "Dry run summary:\nNo changes. or maybe some", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := dryRunChanged(tc.details); got != tc.want {
+				t.Errorf("dryRunChanged = %v, want %v for:\n%s", got, tc.want, tc.details)
+			}
+		})
+	}
+}
+
+func TestApplyModeNames(t *testing.T) {
+	for _, tc := range []struct {
+		mode machine.ApplyConfigurationRequest_Mode
+		want string
+	}{
+		{machine.ApplyConfigurationRequest_NO_REBOOT, "no-reboot"},
+		{machine.ApplyConfigurationRequest_REBOOT, "reboot"},
+		{machine.ApplyConfigurationRequest_AUTO, "auto"},
+		{machine.ApplyConfigurationRequest_STAGED, "staged"},
+		{machine.ApplyConfigurationRequest_TRY, "try"},
+	} {
+		if got := modeName(tc.mode); got != tc.want {
+			t.Errorf("modeName(%v) = %q, want %q", tc.mode, got, tc.want)
+		}
+	}
+}

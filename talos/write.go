@@ -1,0 +1,93 @@
+package talos
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Writer writes machine config files atomically: the new content goes to a temporary file in
+// the same directory, is synced, and replaces the original by rename, so a reader (or a crash)
+// sees either the old file or the new one, never half of one.
+type Writer struct {
+	// Backup keeps the previous content as PATH.hardstrap-YYYYMMDD-HHMMSS.bak before replacing it.
+	Backup bool
+	// Now stamps backups; nil uses time.Now.
+	Now func() time.Time
+	// wrap, when set, wraps the temporary file's writer (tests use it to inject failures).
+	wrap func(io.Writer) io.Writer
+}
+
+// WriteResult says what a write did.
+type WriteResult struct {
+	Path   string
+	Backup string // backup path, when one was written
+}
+
+// Write replaces path with data, keeping mode. On any error the original file is untouched and
+// no temporary file is left behind.
+func (w *Writer) Write(path string, data []byte, mode os.FileMode) (res WriteResult, err error) {
+	res.Path = path
+
+	if w.Backup {
+		if old, rerr := os.ReadFile(path); rerr == nil {
+			res.Backup = fmt.Sprintf("%s.hardstrap-%s.bak", path, w.now().Format("20060102-150405"))
+			if err := writeFileAtomic(res.Backup, old, mode, nil); err != nil {
+				return res, fmt.Errorf("back up %s: %w", path, err)
+			}
+		}
+	}
+
+	if err := writeFileAtomic(path, data, mode, w.wrap); err != nil {
+		return res, fmt.Errorf("write %s: %w", path, err)
+	}
+
+	return res, nil
+}
+
+func (w *Writer) now() time.Time {
+	if w.Now != nil {
+		return w.Now()
+	}
+
+	return time.Now()
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode, wrap func(io.Writer) io.Writer) (err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+
+	defer func() {
+		if err != nil {
+			tmp.Close()           //nolint:errcheck // already failing
+			os.Remove(tmp.Name()) //nolint:errcheck // best effort cleanup
+		}
+	}()
+
+	var out io.Writer = tmp
+	if wrap != nil {
+		out = wrap(tmp)
+	}
+
+	if _, err = out.Write(data); err != nil {
+		return err
+	}
+
+	if err = tmp.Chmod(mode); err != nil {
+		return err
+	}
+
+	if err = tmp.Sync(); err != nil {
+		return err
+	}
+
+	if err = tmp.Close(); err != nil {
+		return err
+	}
+
+	return os.Rename(tmp.Name(), path)
+}
