@@ -21,7 +21,7 @@ const (
 func fileFlag() cli.Flag {
 	return &cli.StringFlag{
 		Name: flagFile, Aliases: []string{"f"}, Value: config.DefaultFile, TakesFile: true,
-		Usage: "the hardstrap config `FILE`; relative paths inside it are read from its directory",
+		Usage:   "the hardstrap config `FILE`; relative paths inside it are read from its directory",
 		EnvVars: []string{"HARDSTRAP_CONFIG"},
 	}
 }
