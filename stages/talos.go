@@ -34,7 +34,7 @@ func (*talosStage) Plan(ctx context.Context, s *State) (Changes, error) {
 	writer := &talos.Writer{Backup: *s.Config.Talos.Backup, Now: s.Now}
 
 	for _, tc := range s.Config.Talos.Configs {
-		res, err := talos.PatchFile(s.Config.Resolve(tc.Path), settings, resolveAll(s.Config, tc.Patches)...)
+		res, err := talos.PatchFile(s.Config.Resolve(tc.Path), settings)
 		if err != nil {
 			return c, err
 		}
@@ -182,13 +182,4 @@ func auditPolicy(c *config.Cluster) (map[string]any, error) {
 	}
 
 	return talos.ReadAuditPolicy(c.Resolve(au.PolicyFile))
-}
-
-func resolveAll(c *config.Cluster, paths []string) []string {
-	out := make([]string, len(paths))
-	for i, p := range paths {
-		out[i] = c.Resolve(p)
-	}
-
-	return out
 }

@@ -3,373 +3,29 @@ package talos
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/hardstrap/hardstrap/internal/talostest"
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
-	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
-// ---------------------------------------------------------------------------
-// A fake machined: an in-process Talos MachineService over mTLS that answers
-// ApplyConfiguration the way Talos does.
-// ---------------------------------------------------------------------------
-
-type recordedRequest struct {
-	Node       string   // "node" metadata (client.WithNode)
-	Nodes      []string // "nodes" metadata (deprecated client.WithNodes)
-	Data       []byte
-	Mode       machine.ApplyConfigurationRequest_Mode
-	DryRun     bool
-	TryTimeout time.Duration
-	ClientCN   string // CN of the client certificate the call came with
-}
-
-type fakeMachined struct {
-	machine.UnimplementedMachineServiceServer
-
-	mu       sync.Mutex
-	configs  map[string][]byte // node -> config it runs
-	requests []recordedRequest
-	warnings []string // sent back on real applies
-}
-
-func (f *fakeMachined) config(node string) []byte {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-
-	return slices.Clone(f.configs[node])
-}
-
-func (f *fakeMachined) setConfig(node string, data []byte) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-
-	f.configs[node] = slices.Clone(data)
-}
-
-func (f *fakeMachined) recorded() []recordedRequest {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-
-	return slices.Clone(f.requests)
-}
-
-func (f *fakeMachined) ApplyConfiguration(ctx context.Context, in *machine.ApplyConfigurationRequest) (*machine.ApplyConfigurationResponse, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-
-	rec := recordedRequest{
-		Nodes:  md.Get("nodes"),
-		Data:   slices.Clone(in.GetData()),
-		Mode:   in.GetMode(),
-		DryRun: in.GetDryRun(),
-	}
-	if n := md.Get("node"); len(n) > 0 {
-		rec.Node = n[0]
-	}
-
-	if in.GetTryModeTimeout() != nil {
-		rec.TryTimeout = in.GetTryModeTimeout().AsDuration()
-	}
-
-	if p, ok := peer.FromContext(ctx); ok {
-		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.PeerCertificates) > 0 {
-			rec.ClientCN = ti.State.PeerCertificates[0].Subject.CommonName
-		}
-	}
-
-	f.mu.Lock()
-	f.requests = append(f.requests, rec)
-	old := string(f.configs[rec.Node])
-	f.mu.Unlock()
-
-	if strings.Contains(string(in.GetData()), "invalid") {
-		return nil, status.Error(codes.InvalidArgument, "config validation failed: invalid document")
-	}
-
-	// Mode handling as in Talos' v1alpha1_server.go ApplyConfiguration
-	// (this fake node can always apply without a reboot).
-	mode := in.GetMode()
-	modeDetails := "Applied configuration with a reboot"
-
-	switch mode {
-	case machine.ApplyConfigurationRequest_TRY, machine.ApplyConfigurationRequest_NO_REBOOT:
-		modeDetails = "Applied configuration without a reboot"
-	case machine.ApplyConfigurationRequest_STAGED:
-		modeDetails = "Staged configuration to be applied after the next reboot"
-	case machine.ApplyConfigurationRequest_AUTO:
-		mode = machine.ApplyConfigurationRequest_NO_REBOOT
-		modeDetails = "Applied configuration without a reboot"
-	}
-
-	if in.GetDryRun() {
-		diff := lineDiff(old, string(in.GetData()))
-		if diff == "" {
-			diff = "No changes."
-		}
-
-		return &machine.ApplyConfigurationResponse{
-			Messages: []*machine.ApplyConfiguration{{
-				Mode:        mode,
-				ModeDetails: fmt.Sprintf("Dry run summary:\n%s (skipped in dry-run).\nConfig diff:\n\n%s", modeDetails, diff),
-			}},
-		}, nil
-	}
-
-	if mode == machine.ApplyConfigurationRequest_TRY {
-		timeout := time.Minute
-		if in.GetTryModeTimeout() != nil {
-			timeout = in.GetTryModeTimeout().AsDuration()
-		}
-
-		modeDetails += fmt.Sprintf("\nThe config is applied in 'try' mode and will be automatically reverted back in %s", timeout)
-	}
-
-	f.setConfig(rec.Node, in.GetData())
-
-	f.mu.Lock()
-	warnings := slices.Clone(f.warnings)
-	f.mu.Unlock()
-
-	return &machine.ApplyConfigurationResponse{
-		Messages: []*machine.ApplyConfiguration{{
-			Mode:        mode,
-			ModeDetails: modeDetails,
-			Warnings:    warnings,
-		}},
-	}, nil
-}
-
-// lineDiff is a small LCS line diff in unified style ("--- a", "+++ b", then
-// " ", "-" and "+" lines), like the text Talos' configdiff produces.
-func lineDiff(a, b string) string {
-	if a == b {
-		return ""
-	}
-
-	al := strings.Split(strings.TrimSuffix(a, "\n"), "\n")
-	bl := strings.Split(strings.TrimSuffix(b, "\n"), "\n")
-
-	if a == "" {
-		al = nil
-	}
-
-	lcs := make([][]int, len(al)+1)
-	for i := range lcs {
-		lcs[i] = make([]int, len(bl)+1)
-	}
-
-	for i := len(al) - 1; i >= 0; i-- {
-		for j := len(bl) - 1; j >= 0; j-- {
-			if al[i] == bl[j] {
-				lcs[i][j] = lcs[i+1][j+1] + 1
-			} else {
-				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
-			}
-		}
-	}
-
-	var sb strings.Builder
-
-	sb.WriteString("--- a\n+++ b\n")
-
-	i, j := 0, 0
-	for i < len(al) || j < len(bl) {
-		switch {
-		case i < len(al) && j < len(bl) && al[i] == bl[j]:
-			sb.WriteString(" " + al[i] + "\n")
-			i++
-			j++
-		case j < len(bl) && (i == len(al) || lcs[i][j+1] >= lcs[i+1][j]):
-			sb.WriteString("+" + bl[j] + "\n")
-			j++
-		default:
-			sb.WriteString("-" + al[i] + "\n")
-			i++
-		}
-	}
-
-	return sb.String()
-}
-
-// ---------------------------------------------------------------------------
-// PKI and talosconfig
-// ---------------------------------------------------------------------------
-
-type testPKI struct {
-	caPEM              []byte
-	serverCert         tls.Certificate
-	clientCrt, clientK []byte
-	caPool             *x509.CertPool
-}
-
-func newTestPKI(t *testing.T) testPKI {
-	t.Helper()
-
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatalf("ca key: %v", err)
-	}
-
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "hardstrap test ca"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatalf("ca cert: %v", err)
-	}
-
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatalf("parse ca: %v", err)
-	}
-
-	issue := func(serial int64, cn string, usage x509.ExtKeyUsage, ips []net.IP) (crtPEM, keyPEM []byte) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatalf("key for %s: %v", cn, err)
-		}
-
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial),
-			Subject:      pkix.Name{CommonName: cn},
-			NotBefore:    now.Add(-time.Hour),
-			NotAfter:     now.Add(time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-			IPAddresses:  ips,
-		}
-
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatalf("cert for %s: %v", cn, err)
-		}
-
-		keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			t.Fatalf("marshal key for %s: %v", cn, err)
-		}
-
-		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-			pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-	}
-
-	srvCrt, srvKey := issue(2, "talos-node", x509.ExtKeyUsageServerAuth, []net.IP{net.ParseIP("127.0.0.1")})
-	cliCrt, cliKey := issue(3, "hardstrap-admin", x509.ExtKeyUsageClientAuth, nil)
-
-	serverCert, err := tls.X509KeyPair(srvCrt, srvKey)
-	if err != nil {
-		t.Fatalf("server keypair: %v", err)
-	}
-
-	pool := x509.NewCertPool()
-	pool.AddCert(caCert)
-
-	return testPKI{
-		caPEM:      pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
-		serverCert: serverCert,
-		clientCrt:  cliCrt,
-		clientK:    cliKey,
-		caPool:     pool,
-	}
-}
-
-// startFakeMachined serves the fake over mTLS on 127.0.0.1:0.
-func startFakeMachined(t *testing.T, pki testPKI) (*fakeMachined, string) {
-	t.Helper()
-
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{
-		Certificates: []tls.Certificate{pki.serverCert},
-		ClientCAs:    pki.caPool,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		MinVersion:   tls.VersionTLS12,
-	})))
-
-	fake := &fakeMachined{configs: map[string][]byte{}}
-	machine.RegisterMachineServiceServer(srv, fake)
-
-	go srv.Serve(lis) //nolint:errcheck // ends with Stop
-
-	t.Cleanup(srv.Stop)
-
-	return fake, lis.Addr().String()
-}
-
-// writeTalosconfig writes a talosconfig with context "hardstrap-test" (the
-// test PKI, the given endpoints) and a context "broken" pointing at a closed
-// port; current names the current context.
-func writeTalosconfig(t *testing.T, pki testPKI, current string, endpoints []string) string {
-	t.Helper()
-
-	b64 := base64.StdEncoding.EncodeToString
-	cfg := &clientconfig.Config{
-		Context: current,
-		Contexts: map[string]*clientconfig.Context{
-			"hardstrap-test": {
-				Endpoints: endpoints,
-				CA:        b64(pki.caPEM),
-				Crt:       b64(pki.clientCrt),
-				Key:       b64(pki.clientK),
-			},
-			"broken": {
-				Endpoints: []string{"127.0.0.1:1"},
-				CA:        b64(pki.caPEM),
-				Crt:       b64(pki.clientCrt),
-				Key:       b64(pki.clientK),
-			},
-		},
-	}
-
-	path := filepath.Join(t.TempDir(), "talosconfig")
-	if err := cfg.Save(path); err != nil {
-		t.Fatalf("save talosconfig: %v", err)
-	}
-
-	return path
-}
+// A fake machined (an in-process Talos MachineService over mTLS that answers
+// ApplyConfiguration the way Talos does) lives in internal/talostest.
 
 type testEnv struct {
-	fake        *fakeMachined
+	fake        *talostest.Server
 	addr        string
 	talosconfig string
-	pki         testPKI
 }
 
 // newTestEnv starts a fake node, writes a talosconfig whose current context
@@ -377,12 +33,10 @@ type testEnv struct {
 func newTestEnv(t *testing.T) testEnv {
 	t.Helper()
 
-	pki := newTestPKI(t)
-	fake, addr := startFakeMachined(t, pki)
-	path := writeTalosconfig(t, pki, "hardstrap-test", []string{addr})
-	t.Setenv("TALOSCONFIG", path)
+	env := talostest.Start(t)
+	t.Setenv("TALOSCONFIG", env.Talosconfig)
 
-	return testEnv{fake: fake, addr: addr, talosconfig: path, pki: pki}
+	return testEnv{fake: env.Server, addr: env.Addr, talosconfig: env.Talosconfig}
 }
 
 func testCtx(t *testing.T) context.Context {
@@ -456,7 +110,7 @@ var secretValues = []string{
 
 func TestNodeClientDryRunShowsDiffAndChangesNothing(t *testing.T) {
 	env := newTestEnv(t)
-	env.fake.setConfig("10.0.0.2", []byte(runningConfig))
+	env.fake.SetConfig("10.0.0.2", []byte(runningConfig))
 
 	c := newClientFromEnv(t, NodeClientOptions{})
 
@@ -481,11 +135,11 @@ func TestNodeClientDryRunShowsDiffAndChangesNothing(t *testing.T) {
 				}
 			}
 
-			if got := env.fake.config("10.0.0.2"); !bytes.Equal(got, []byte(runningConfig)) {
+			if got := env.fake.Config("10.0.0.2"); !bytes.Equal(got, []byte(runningConfig)) {
 				t.Errorf("dry run changed the node's config to:\n%s", got)
 			}
 
-			reqs := env.fake.recorded()
+			reqs := env.fake.Requests()
 			last := reqs[len(reqs)-1]
 
 			if !last.DryRun {
@@ -517,8 +171,8 @@ func TestNodeClientApplyModes(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("%s/%s", tc.mode, tc.tryTimeout), func(t *testing.T) {
 			env := newTestEnv(t)
-			env.fake.setConfig("10.0.0.2", []byte(runningConfig))
-			env.fake.warnings = []string{"machine.install.disk is deprecated"}
+			env.fake.SetConfig("10.0.0.2", []byte(runningConfig))
+			env.fake.SetWarnings("machine.install.disk is deprecated")
 
 			c := newClientFromEnv(t, NodeClientOptions{TryTimeout: tc.tryTimeout})
 
@@ -527,11 +181,11 @@ func TestNodeClientApplyModes(t *testing.T) {
 				t.Fatalf("Apply: %v", err)
 			}
 
-			if got := env.fake.config("10.0.0.2"); !bytes.Equal(got, []byte(newConfig)) {
+			if got := env.fake.Config("10.0.0.2"); !bytes.Equal(got, []byte(newConfig)) {
 				t.Errorf("node config after Apply:\n%s\nwant:\n%s", got, newConfig)
 			}
 
-			reqs := env.fake.recorded()
+			reqs := env.fake.Requests()
 			if len(reqs) != 1 {
 				t.Fatalf("node got %d requests, want 1", len(reqs))
 			}
@@ -574,7 +228,7 @@ func TestNodeClientApplyModes(t *testing.T) {
 
 func TestNodeClientDryRunAfterApplyReportsNoChanges(t *testing.T) {
 	env := newTestEnv(t)
-	env.fake.setConfig("10.0.0.2", []byte(runningConfig))
+	env.fake.SetConfig("10.0.0.2", []byte(runningConfig))
 
 	c := newClientFromEnv(t, NodeClientOptions{})
 	ctx := testCtx(t)
@@ -611,8 +265,8 @@ func TestNodeClientDryRunAfterApplyReportsNoChanges(t *testing.T) {
 }
 
 func TestNodeClientNodeMetadataReachesServer(t *testing.T) {
-	pki := newTestPKI(t)
-	fake, addr := startFakeMachined(t, pki)
+	pki := talostest.NewPKI(t)
+	fake, addr := talostest.Serve(t, pki)
 
 	for _, tc := range []struct {
 		name          string
@@ -632,7 +286,7 @@ func TestNodeClientNodeMetadataReachesServer(t *testing.T) {
 			node: "10.0.0.5", viaOptionPath: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			path := writeTalosconfig(t, pki, tc.current, tc.ctxEndpoints)
+			path := talostest.WriteTalosconfig(t, pki, tc.current, tc.ctxEndpoints)
 
 			opts := tc.opts
 			if tc.viaOptionPath {
@@ -642,8 +296,8 @@ func TestNodeClientNodeMetadataReachesServer(t *testing.T) {
 				t.Setenv("TALOSCONFIG", path)
 			}
 
-			fake.setConfig(tc.node, []byte(runningConfig))
-			n := len(fake.recorded())
+			fake.SetConfig(tc.node, []byte(runningConfig))
+			n := len(fake.Requests())
 
 			c := newClientFromEnv(t, opts)
 
@@ -656,7 +310,7 @@ func TestNodeClientNodeMetadataReachesServer(t *testing.T) {
 				t.Errorf("Changed = true for the config the node runs; details:\n%s", res.Details)
 			}
 
-			reqs := fake.recorded()
+			reqs := fake.Requests()
 			if len(reqs) != n+1 {
 				t.Fatalf("server got %d new requests, want 1", len(reqs)-n)
 			}
@@ -803,7 +457,7 @@ func TestNodeClientApplyErrorsNameTheNode(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			n := len(env.fake.recorded())
+			n := len(env.fake.Requests())
 
 			_, err := tc.call(testCtx(t))
 			if err == nil {
@@ -818,20 +472,20 @@ func TestNodeClientApplyErrorsNameTheNode(t *testing.T) {
 				t.Errorf("status code of %q = %v, want %v (is the gRPC error wrapped with %%w?)", err, got, tc.wantCode)
 			}
 
-			if tc.wantCode == codes.Unknown && len(env.fake.recorded()) != n {
+			if tc.wantCode == codes.Unknown && len(env.fake.Requests()) != n {
 				t.Errorf("a locally rejected call reached the node")
 			}
 		})
 	}
 
-	if got := env.fake.config("10.0.0.2"); got != nil {
+	if got := env.fake.Config("10.0.0.2"); got != nil {
 		t.Errorf("rejected applies stored a config: %s", got)
 	}
 }
 
 func TestNodeClientDryRunRedactsSecrets(t *testing.T) {
 	env := newTestEnv(t)
-	env.fake.setConfig("10.0.0.2", []byte(runningConfig))
+	env.fake.SetConfig("10.0.0.2", []byte(runningConfig))
 
 	c := newClientFromEnv(t, NodeClientOptions{})
 

@@ -71,6 +71,10 @@ func Load(path string, patchFiles ...string) (*Machine, error) {
 // LoadBytes parses data as the machine config named name, then applies patchFiles.
 func LoadBytes(name string, data []byte, patchFiles ...string) (*Machine, error) {
 	cfg, err := configloader.NewFromBytes(data)
+	if errors.Is(err, configloader.ErrNoConfig) {
+		return nil, fmt.Errorf("machine config %s is empty: generate one with `talosctl gen config`: %w", name, err)
+	}
+
 	if err != nil {
 		return nil, fmt.Errorf("parse machine config %s: %w", name, err)
 	}

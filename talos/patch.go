@@ -77,7 +77,7 @@ func (m *Machine) Patch(s Settings) (*Result, error) {
 	rec := &recorder{}
 
 	if m.Config != m.original {
-		rec.changes = append(rec.changes, "patch files from talos.configs[].patches")
+		rec.changes = append(rec.changes, "apply the --patch files")
 	}
 
 	var err error
@@ -223,12 +223,16 @@ func patchLegacy(v1 *v1alpha1.Config, s Settings, rec *recorder) error {
 
 	if s.KubeProxy != nil {
 		//nolint:staticcheck // legacy style
-		if cl.ProxyConfig == nil {
+		if cl.ProxyConfig == nil && !*s.KubeProxy {
 			cl.ProxyConfig = &v1alpha1.ProxyConfig{}
 		}
 
-		disabled := !*s.KubeProxy
-		set(rec, proxyChange(*s.KubeProxy)+" (cluster.proxy.disabled)", &cl.ProxyConfig.Disabled, &disabled) //nolint:staticcheck // legacy style
+		// Unset means enabled: only an explicit disabled: true needs changing to turn it on.
+		isDisabled := cl.ProxyConfig != nil && cl.ProxyConfig.Disabled != nil && *cl.ProxyConfig.Disabled //nolint:staticcheck // legacy style
+		if isDisabled == *s.KubeProxy {
+			disabled := !*s.KubeProxy
+			set(rec, proxyChange(*s.KubeProxy)+" (cluster.proxy.disabled)", &cl.ProxyConfig.Disabled, &disabled) //nolint:staticcheck // legacy style
+		}
 	}
 
 	return nil
@@ -363,8 +367,11 @@ func patchMultiDoc(docs []cfgdoc.Document, s Settings, rec *recorder) ([]cfgdoc.
 			return nil, fmt.Errorf("control plane config has no KubeProxyConfig document to turn kube-proxy on or off in")
 		}
 
-		enabled := *s.KubeProxy
-		set(rec, proxyChange(enabled)+" (KubeProxyConfig.enabled)", &doc.ProxyEnabled, &enabled)
+		// Unset means enabled, as for the legacy field.
+		if isEnabled := doc.ProxyEnabled == nil || *doc.ProxyEnabled; isEnabled != *s.KubeProxy {
+			enabled := *s.KubeProxy
+			set(rec, proxyChange(enabled)+" (KubeProxyConfig.enabled)", &doc.ProxyEnabled, &enabled)
+		}
 	}
 
 	return docs, nil

@@ -1,6 +1,7 @@
 package talos
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -33,8 +34,7 @@ func (w *Writer) Write(path string, data []byte, mode os.FileMode) (res WriteRes
 
 	if w.Backup {
 		if old, rerr := os.ReadFile(path); rerr == nil {
-			res.Backup = fmt.Sprintf("%s.hardstrap-%s.bak", path, w.now().Format("20060102-150405"))
-			if err := writeFileAtomic(res.Backup, old, mode, nil); err != nil {
+			if res.Backup, err = writeBackup(path, old, mode, w.now()); err != nil {
 				return res, fmt.Errorf("back up %s: %w", path, err)
 			}
 		}
@@ -90,4 +90,51 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode, wrap func(io.Wr
 	}
 
 	return os.Rename(tmp.Name(), path)
+}
+
+// writeBackup writes data to PATH.hardstrap-STAMP.bak, or to PATH.hardstrap-STAMP-N.bak when
+// that exists: an earlier backup is never replaced.
+func writeBackup(path string, data []byte, mode os.FileMode, now time.Time) (string, error) {
+	stamp := now.Format("20060102-150405")
+
+	for n := 0; n < 1000; n++ {
+		name := fmt.Sprintf("%s.hardstrap-%s.bak", path, stamp)
+		if n > 0 {
+			name = fmt.Sprintf("%s.hardstrap-%s-%d.bak", path, stamp, n)
+		}
+
+		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+		if errors.Is(err, os.ErrExist) {
+			continue
+		}
+
+		if err != nil {
+			return "", err
+		}
+
+		if err := f.Chmod(mode); err != nil { // O_CREATE's mode is narrowed by the umask
+			f.Close()       //nolint:errcheck // already failing
+			os.Remove(name) //nolint:errcheck // best effort
+
+			return "", err
+		}
+
+		if _, err := f.Write(data); err != nil {
+			f.Close()       //nolint:errcheck // already failing
+			os.Remove(name) //nolint:errcheck // best effort
+
+			return "", err
+		}
+
+		if err := f.Sync(); err != nil {
+			f.Close()       //nolint:errcheck // already failing
+			os.Remove(name) //nolint:errcheck // best effort
+
+			return "", err
+		}
+
+		return name, f.Close()
+	}
+
+	return "", fmt.Errorf("too many backups named %s.hardstrap-%s-*.bak", path, stamp)
 }

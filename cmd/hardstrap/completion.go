@@ -52,6 +52,8 @@ func completionCommand() *cli.Command {
 				}
 
 				fmt.Fprint(c.App.Writer, script)
+			case "":
+				return usageError{fmt.Errorf("name a shell: hardstrap completion bash|zsh|fish")}
 			default:
 				return usageError{fmt.Errorf("unknown shell %q: use bash, zsh or fish", shell)}
 			}

@@ -42,6 +42,15 @@ func stageFlags() []cli.Flag {
 	}
 }
 
+// configFile is -f, or the default when it is empty (HARDSTRAP_CONFIG set but empty).
+func configFile(c *cli.Context) string {
+	if f := c.String(flagFile); f != "" {
+		return f
+	}
+
+	return config.DefaultFile
+}
+
 // outputFormat validates -o.
 func outputFormat(c *cli.Context) (string, error) {
 	switch f := c.String(flagOutput); f {

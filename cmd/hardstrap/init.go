@@ -33,7 +33,7 @@ Examples:
 				return err
 			}
 
-			path := c.String(flagFile)
+			path := configFile(c)
 
 			flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
 			if c.Bool("force") {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -45,11 +46,28 @@ func main() {
 	os.Exit(code)
 }
 
+func init() {
+	// urfave/cli's default version flag is "--version, -v", which shadows every command's
+	// -v (verbose): `hardstrap -v apply` printed the version and exited 0 without applying.
+	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version"}
+}
+
 // run executes the CLI with args and returns the process exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
 
-	err := app.RunContext(ctx, args)
+	// urfave/cli reports some unknown commands (`hardstrap -h nosuch`) through
+	// CommandNotFound, which cannot return an error: record it instead of exiting the process.
+	var notFound error
+
+	app.CommandNotFound = func(c *cli.Context, name string) {
+		notFound = unknownCommand(c, name)
+	}
+
+	err := app.RunContext(ctx, interspersed(app, args))
+	if err == nil {
+		err = notFound
+	}
 
 	code := exitCode(err)
 	if err != nil && !errors.Is(err, errChanges) {
@@ -101,10 +119,7 @@ Exit codes: 0 success or no changes, 1 failure, 2 bad usage or invalid config,
 		HideHelpCommand:      true,
 		ExitErrHandler:       func(*cli.Context, error) {},
 		OnUsageError:         onUsageError,
-		CommandNotFound: func(c *cli.Context, name string) {
-			fmt.Fprintf(c.App.ErrWriter, "Error: unknown command %q: run 'hardstrap --help' for the list\n", name)
-			cli.OsExiter(exitUsage)
-		},
+		Action:               helpOrUnknownCommand,
 		Commands: []*cli.Command{
 			initCommand(),
 			planCommand(),
@@ -115,6 +130,219 @@ Exit codes: 0 success or no changes, 1 failure, 2 bad usage or invalid config,
 	}
 }
 
-func onUsageError(_ *cli.Context, err error, _ bool) error {
-	return usageError{fmt.Errorf("%w (see --help)", err)}
+// undefinedFlag is the start of the flag package's message for an unknown flag.
+const undefinedFlag = "flag provided but not defined: -"
+
+func onUsageError(c *cli.Context, err error, _ bool) error {
+	// The flag package says "flag provided but not defined: -nosuch" even for --nosuch.
+	if name, ok := strings.CutPrefix(err.Error(), undefinedFlag); ok {
+		dashes := "--"
+		if len(name) == 1 {
+			dashes = "-"
+		}
+
+		return usageError{fmt.Errorf("unknown flag %s%s for '%s' (see '%s --help')", dashes, name, commandPath(c), commandPath(c))}
+	}
+
+	return usageError{fmt.Errorf("%w (see '%s --help')", err, commandPath(c))}
+}
+
+// commandPath is the command line that reached c, e.g. "hardstrap talos patch".
+func commandPath(c *cli.Context) string {
+	var names []string
+
+	for _, ctx := range c.Lineage() {
+		if ctx.Command != nil && ctx.Command.Name != "" {
+			names = append([]string{ctx.Command.Name}, names...)
+		}
+	}
+
+	if len(names) == 0 || names[0] != "hardstrap" {
+		names = append([]string{"hardstrap"}, names...)
+	}
+
+	return strings.Join(names, " ")
+}
+
+// helpOrUnknownCommand is the action of a command that only groups others: with no
+// argument it shows the help, with one that names no subcommand it is a usage error.
+func helpOrUnknownCommand(c *cli.Context) error {
+	showHelp := cli.ShowSubcommandHelp
+	if l := c.Lineage(); len(l) < 2 || l[1].App == nil { // the root: hardstrap itself
+		showHelp = cli.ShowAppHelp
+	}
+
+	name := c.Args().First()
+	if name == "" {
+		return showHelp(c)
+	}
+
+	if name == "help" { // kubectl and helm accept `help [COMMAND]`
+		if topic := c.Args().Get(1); topic != "" {
+			return cli.ShowCommandHelp(c, topic)
+		}
+
+		return showHelp(c)
+	}
+
+	return unknownCommand(c, name)
+}
+
+// unknownCommand is the usage error for a command name that does not exist under c.
+func unknownCommand(c *cli.Context, name string) error {
+	path := commandPath(c)
+
+	commands := c.App.Commands
+	if c.Command != nil && len(c.Command.Subcommands) > 0 {
+		commands = c.Command.Subcommands
+	}
+
+	var known []string
+
+	hint := ""
+
+	for _, cmd := range commands {
+		if cmd.Hidden || cmd.Name == "help" {
+			continue
+		}
+
+		known = append(known, cmd.Name)
+
+		if hint == "" && (strings.HasPrefix(cmd.Name, name) || levenshtein(name, cmd.Name) <= 2) {
+			hint = fmt.Sprintf(" (did you mean %q?)", cmd.Name)
+		}
+	}
+
+	if len(known) == 0 {
+		return usageError{fmt.Errorf("unexpected argument %q: '%s' has no subcommands (see '%s --help')", name, path, path)}
+	}
+
+	return usageError{fmt.Errorf("unknown command %q for '%s'%s: commands are %s (see '%s --help')",
+		name, path, hint, strings.Join(known, ", "), path)}
+}
+
+func levenshtein(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+
+	for j := range prev {
+		prev[j] = j
+	}
+
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+
+		prev, cur = cur, prev
+	}
+
+	return prev[len(b)]
+}
+
+// interspersed moves the flags of the command that args run ahead of its arguments, so
+// that `hardstrap talos patch controlplane.yaml --out dir` works as with kubectl or
+// talosctl: urfave/cli v2 stops reading flags at the first argument and would take
+// "--out" and "dir" for two more files. "--" still ends the flags.
+func interspersed(app *cli.App, args []string) []string {
+	if len(args) < 2 || args[len(args)-1] == "--generate-bash-completion" {
+		return args
+	}
+
+	var cmd *cli.Command
+
+	commands := app.Commands
+	i := 1
+
+	for i < len(args) {
+		a := args[i]
+		if strings.HasPrefix(a, "-") { // the global flags (--help, --version) take no value
+			i++
+			continue
+		}
+
+		next := findCommand(commands, a)
+		if next == nil {
+			return args
+		}
+
+		cmd = next
+		i++
+
+		if len(cmd.Subcommands) == 0 {
+			break
+		}
+
+		commands = cmd.Subcommands
+	}
+
+	if cmd == nil || len(cmd.Subcommands) > 0 || cmd.SkipFlagParsing || i >= len(args) {
+		return args
+	}
+
+	takesValue := map[string]bool{}
+
+	for _, f := range cmd.Flags {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, n := range f.Names() {
+			takesValue[n] = !isBool
+		}
+	}
+
+	var flags, positional []string
+
+	rest := args[i:]
+
+	for _, a := range rest {
+		if a == "--" {
+			break
+		}
+
+		if a == "-h" || a == "--help" { // help for the command; its arguments would be taken for help topics
+			return append(append([]string{}, args[:i]...), "--help")
+		}
+	}
+
+	for j := 0; j < len(rest); j++ {
+		a := rest[j]
+
+		switch {
+		case a == "--":
+			positional = append(positional, rest[j+1:]...)
+			j = len(rest)
+		case len(a) > 1 && a[0] == '-':
+			flags = append(flags, a)
+
+			if name := strings.TrimLeft(a, "-"); !strings.Contains(name, "=") && takesValue[name] && j+1 < len(rest) {
+				j++
+				flags = append(flags, rest[j])
+			}
+		default:
+			positional = append(positional, a)
+		}
+	}
+
+	out := append(append([]string{}, args[:i]...), flags...)
+	if len(positional) > 0 {
+		out = append(append(out, "--"), positional...)
+	}
+
+	return out
+}
+
+func findCommand(commands []*cli.Command, name string) *cli.Command {
+	for _, c := range commands {
+		if c.HasName(name) {
+			return c
+		}
+	}
+
+	return nil
 }

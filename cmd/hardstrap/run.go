@@ -107,7 +107,7 @@ func readRunOptions(c *cli.Context) (runOptions, error) {
 	}
 
 	return runOptions{
-		File:        c.String(flagFile),
+		File:        configFile(c),
 		Output:      format,
 		Verbose:     c.Bool(flagVerbose),
 		Only:        stages.SplitList(c.StringSlice(flagOnly)),
@@ -119,7 +119,7 @@ func readRunOptions(c *cli.Context) (runOptions, error) {
 func runStages(c *cli.Context, o runOptions) error {
 	list, err := stages.Select(o.Only, o.Skip)
 	if err != nil {
-		return err
+		return usageError{err} // e.g. --only talos --skip talos: exit 2, not 1
 	}
 
 	cfg, err := config.Load(o.File)

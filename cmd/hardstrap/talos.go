@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -16,8 +17,9 @@ import (
 
 func talosCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "talos",
-		Usage: "the Talos stage on its own",
+		Name:   "talos",
+		Usage:  "the Talos stage on its own",
+		Action: helpOrUnknownCommand,
 		Subcommands: []*cli.Command{{
 			Name:      "patch",
 			Usage:     "patch Talos machine config files with the API server settings from hardstrap.yaml",
@@ -60,7 +62,7 @@ type talosPatchOptions struct {
 
 func talosPatch(c *cli.Context) error {
 	o := talosPatchOptions{
-		Config: c.String(flagFile), Files: c.Args().Slice(), Out: c.String("out"),
+		Config: configFile(c), Files: c.Args().Slice(), Out: c.String("out"),
 		InPlace: c.Bool("in-place"), Patches: c.StringSlice("patch"), Verbose: c.Bool(flagVerbose),
 	}
 
@@ -70,7 +72,13 @@ func talosPatch(c *cli.Context) error {
 	case o.Out != "" && o.InPlace:
 		return usageError{fmt.Errorf("use --out DIR or --in-place, not both")}
 	case o.Out == "" && !o.InPlace && len(o.Files) > 1:
-		return usageError{fmt.Errorf("%d files given: stdout holds one config, so use --out DIR or --in-place", len(o.Files))}
+		return usageError{fmt.Errorf("%d files given (%s): stdout holds one config, so use --out DIR or --in-place", len(o.Files), strings.Join(o.Files, ", "))}
+	}
+
+	if o.Out != "" {
+		if err := checkOut(o.Out, o.Files); err != nil {
+			return err
+		}
 	}
 
 	cfg, err := config.Load(o.Config)
@@ -95,6 +103,33 @@ func talosPatch(c *cli.Context) error {
 
 		if err := writePatch(c.App.Writer, stderr, file, res, o); err != nil {
 			return err
+		}
+	}
+
+	return nil
+}
+
+// checkOut refuses an --out DIR that would overwrite an input file (without the backup
+// --in-place keeps) or write two inputs to the same name.
+func checkOut(dir string, files []string) error {
+	seen := map[string]string{}
+
+	for _, file := range files {
+		dest := filepath.Join(dir, filepath.Base(file))
+
+		if prev, ok := seen[dest]; ok {
+			return usageError{fmt.Errorf("--out %s: %s and %s would both be written to %s", dir, prev, file, dest)}
+		}
+
+		seen[dest] = file
+
+		src, err := os.Stat(file)
+		if err != nil {
+			continue // PatchFile reports it
+		}
+
+		if dst, err := os.Stat(dest); err == nil && os.SameFile(src, dst) {
+			return usageError{fmt.Errorf("--out %s would overwrite %s itself: use --in-place to rewrite it (keeping a backup), or another directory", dir, file)}
 		}
 	}
 

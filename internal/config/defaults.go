@@ -1,5 +1,7 @@
 package config
 
+import "slices"
+
 // Defaults for fields left empty in hardstrap.yaml.
 const (
 	DefaultApplyMode       = "auto"
@@ -89,7 +91,7 @@ func (c *Cluster) applyDefaults() {
 	}
 
 	if len(c.Images.Trivy.Severity) == 0 {
-		c.Images.Trivy.Severity = DefaultSeverities
+		c.Images.Trivy.Severity = slices.Clone(DefaultSeverities) // not shared: callers may change it
 	}
 }
 

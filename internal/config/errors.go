@@ -19,14 +19,17 @@ type FieldError struct {
 	Message string
 }
 
-// Error renders the problem as "file:line:col: path: message".
+// Error renders the problem as "file:line:col: path: message" (":col" is left out when unknown).
 func (e FieldError) Error() string {
 	var b strings.Builder
 
 	b.WriteString(e.File)
 
-	if e.Line > 0 {
+	switch {
+	case e.Line > 0 && e.Column > 0:
 		fmt.Fprintf(&b, ":%d:%d", e.Line, e.Column)
+	case e.Line > 0:
+		fmt.Fprintf(&b, ":%d", e.Line)
 	}
 
 	b.WriteString(": ")

@@ -22,7 +22,7 @@ func Load(path string) (*Cluster, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("read config %s: file not found (create one with `hardstrap init`, or pass -f FILE): %w", path, ErrInvalid)
+			return nil, notFoundError{path}
 		}
 
 		return nil, fmt.Errorf("read config %s: %w", path, err)
@@ -42,36 +42,71 @@ func Parse(file string, data []byte) (*Cluster, error) {
 	w := &walker{file: file, positions: map[string]position{}}
 	w.walk(root, reflect.TypeFor[Cluster](), "")
 
+	errs := w.errs
+
 	var c Cluster
+	if err := root.Decode(&c); err != nil {
+		var te *yaml.TypeError
 
-	if len(w.errs) == 0 {
-		if err := root.Decode(&c); err != nil {
-			w.errs = append(w.errs, decodeErrors(file, err)...)
+		switch {
+		case len(w.errs) == 0:
+			return nil, newErrors(file, decodeErrors(file, err))
+		case !errors.As(err, &te):
+			// Decoding stopped at one of the problems the walker reported (a bad merge key):
+			// validating what was decoded would only add noise.
+			return nil, newErrors(file, errs)
 		}
-	}
 
-	if len(w.errs) > 0 {
-		e := &Errors{File: file, Errors: w.errs}
-		e.sort()
-
-		return nil, e
+		// The decoder skipped the values of the wrong shape and decoded the rest. The walker
+		// has reported those values already, with better messages; keep anything else.
+		errs = append(errs, unreported(decodeErrors(file, err), w.errs)...)
 	}
 
 	c.File = file
 
+	// Validate even when the walker found problems, so that one run lists them all. Problems
+	// that only follow from what the walker reported are left out.
 	v := &validator{file: file, base: filepath.Dir(file), positions: w.positions}
 	v.cluster(&c)
 
-	if len(v.errs) > 0 {
-		e := &Errors{File: file, Errors: v.errs}
-		e.sort()
+	for _, fe := range v.errs {
+		if !w.reports(fe.Path) {
+			errs = append(errs, fe)
+		}
+	}
 
-		return nil, e
+	if len(errs) > 0 {
+		return nil, newErrors(file, errs)
 	}
 
 	c.applyDefaults()
 
 	return &c, nil
+}
+
+func newErrors(file string, errs []FieldError) *Errors {
+	e := &Errors{File: file, Errors: errs}
+	e.sort()
+
+	return e
+}
+
+// unreported returns the decode errors on lines where the walker reported nothing.
+func unreported(decoded, walked []FieldError) []FieldError {
+	lines := map[int]bool{}
+	for _, fe := range walked {
+		lines[fe.Line] = true
+	}
+
+	var out []FieldError
+
+	for _, fe := range decoded {
+		if !lines[fe.Line] {
+			out = append(out, fe)
+		}
+	}
+
+	return out
 }
 
 func parseNode(file string, data []byte) (*yaml.Node, error) {
@@ -87,9 +122,14 @@ func parseNode(file string, data []byte) (*yaml.Node, error) {
 	}
 
 	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
+
+	switch err := dec.Decode(&extra); {
+	case err == nil:
 		return nil, &Errors{File: file, Errors: []FieldError{{File: file, Line: extra.Line, Column: extra.Column,
-			Message: "found a second YAML document: hardstrap.yaml holds exactly one Cluster document"}}}
+			Message: "found a second YAML document: hardstrap.yaml holds exactly one Cluster document, remove the '---' and what follows"}}}
+	case !errors.Is(err, io.EOF):
+		// What follows the first document does not parse; it may be a second document.
+		return nil, &Errors{File: file, Errors: decodeErrors(file, err)}
 	}
 
 	if len(doc.Content) == 0 {
@@ -104,10 +144,12 @@ func decodeErrors(file string, err error) []FieldError {
 	var msgs []string
 
 	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		msgs = te.Errors
-	} else {
+
+	syntax := !errors.As(err, &te)
+	if syntax {
 		msgs = []string{strings.TrimPrefix(err.Error(), "yaml: ")}
+	} else {
+		msgs = te.Errors
 	}
 
 	out := make([]FieldError, 0, len(msgs))
@@ -115,17 +157,37 @@ func decodeErrors(file string, err error) []FieldError {
 	for _, m := range msgs {
 		fe := FieldError{File: file, Message: m}
 
+		// The YAML library gives the line but not the column.
 		var line int
 		if n, _ := fmt.Sscanf(m, "line %d:", &line); n == 1 {
 			fe.Line = line
-			fe.Column = 1
 			_, fe.Message, _ = strings.Cut(m, ": ")
+		}
+
+		if syntax {
+			if fe.Line > 0 && isParserProblem(fe.Message) {
+				// go-yaml numbers the lines of parser (not scanner) errors from 0.
+				fe.Line++
+			}
+
+			fe.Message = "invalid YAML: " + fe.Message + " (check the indentation, and quote values holding ': ', '#', '{' or '[')"
 		}
 
 		out = append(out, fe)
 	}
 
 	return out
+}
+
+// isParserProblem says whether msg comes from go-yaml's parser rather than its scanner.
+func isParserProblem(msg string) bool {
+	for _, p := range []string{"did not find expected ", "found duplicate %", "found incompatible YAML document", "found undefined tag handle"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+
+	return false
 }
 
 // Resolve returns p relative to the configuration file's directory (absolute paths are kept).
@@ -136,3 +198,12 @@ func (c *Cluster) Resolve(p string) string {
 
 	return filepath.Join(filepath.Dir(c.File), p)
 }
+
+// notFoundError reports a missing configuration file; it counts as invalid input (exit 2).
+type notFoundError struct{ path string }
+
+func (e notFoundError) Error() string {
+	return fmt.Sprintf("config %s not found: create one with `hardstrap init`, or pass -f FILE", e.path)
+}
+
+func (e notFoundError) Is(target error) bool { return target == ErrInvalid || target == os.ErrNotExist }

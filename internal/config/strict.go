@@ -19,6 +19,7 @@ type walker struct {
 	file      string
 	errs      []FieldError
 	positions map[string]position
+	skip      []string // paths with a reported problem
 }
 
 var (
@@ -28,6 +29,90 @@ var (
 
 func (w *walker) addf(n *yaml.Node, path, format string, args ...any) {
 	w.errs = append(w.errs, FieldError{File: w.file, Line: n.Line, Column: n.Column, Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+// wrong records that the node at path has the wrong shape. It is left out of the decoded Cluster,
+// so the validator stays quiet about path and what is below it.
+func (w *walker) wrong(n *yaml.Node, path, format string, args ...any) {
+	w.addf(n, path, format, args...)
+	w.skip = append(w.skip, path)
+}
+
+// entries calls fn for each key and value of mapping n, including those merged in with YAML
+// merge keys (<<: *anchor, or <<: [*a, *b]), which the decoder honours too.
+func (w *walker) entries(n *yaml.Node, path string, fn func(key, val *yaml.Node)) {
+	seen := map[string]int{}
+
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		key, val := n.Content[i], n.Content[i+1]
+		if !isMerge(key) {
+			if first, ok := seen[key.Value]; ok {
+				w.addf(key, join(path, key.Value), "is set twice (first at line %d): keep one", first)
+				// The decoder leaves the whole mapping out.
+				w.skip = append(w.skip, path)
+
+				continue
+			}
+
+			seen[key.Value] = key.Line
+			fn(key, val)
+
+			continue
+		}
+
+		if val.Kind == yaml.AliasNode {
+			val = val.Alias
+		}
+
+		merged := []*yaml.Node{val}
+		if val.Kind == yaml.SequenceNode {
+			merged = val.Content
+		}
+
+		for _, m := range merged {
+			if m.Kind == yaml.AliasNode {
+				m = m.Alias
+			}
+
+			if m.Kind != yaml.MappingNode {
+				w.wrong(m, join(path, "<<"), "a merge key takes a mapping, usually an alias (<<: *name), or a list of them, got %s", describe(m))
+				continue
+			}
+
+			w.entries(m, path, fn)
+		}
+	}
+}
+
+func isMerge(key *yaml.Node) bool {
+	return key.Kind == yaml.ScalarNode && key.Value == "<<" && key.ShortTag() == "!!merge"
+}
+
+// reports says whether the walker already reported a problem that explains a validation error at
+// path: one at path or above it, or one just below it (a wrong or misspelt field of the same
+// entry, which the validator would see as missing).
+func (w *walker) reports(path string) bool {
+	for _, s := range w.skip {
+		switch {
+		case s == "" || s == path:
+			return true
+		case strings.HasPrefix(path, s+".") || strings.HasPrefix(path, s+"["):
+			return true
+		case parent(s) == path:
+			return true
+		}
+	}
+
+	return false
+}
+
+// parent returns the path of the mapping or list that holds path.
+func parent(path string) string {
+	if i := strings.LastIndexAny(path, ".["); i >= 0 {
+		return path[:i]
+	}
+
+	return ""
 }
 
 func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
@@ -54,37 +139,52 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 
 	switch t.Kind() {
 	case reflect.Struct:
-		if n.Kind != yaml.MappingNode {
-			w.addf(n, path, "expected a mapping (key: value), got %s", describe(n))
+		switch {
+		case n.Kind == yaml.MappingNode:
+		case path == "":
+			w.wrong(n, path, "expected a mapping with apiVersion, kind, metadata and the other settings, got %s: start from `hardstrap init`", describe(n))
+			return
+		case t == typeNamespaceSecurity:
+			w.wrong(n, path, "expected a level (%s) or a mapping with enforce, audit, warn and version, got %s", strings.Join(PSSLevels, ", "), describe(n))
+			return
+		default:
+			w.wrong(n, path, "expected a mapping (key: value), got %s", describe(n))
 			return
 		}
 
 		fields := structFields(t)
 
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			key, val := n.Content[i], n.Content[i+1]
+		w.entries(n, path, func(key, val *yaml.Node) {
 			child := join(path, key.Value)
 
 			ft, ok := fields[key.Value]
 			if !ok {
-				w.addf(key, child, "unknown field %q%s", key.Value, suggest(key.Value, fields))
-				continue
+				best := closestField(key.Value, fields)
+				w.addf(key, child, "unknown field %q%s", key.Value, suggest(best, fields))
+
+				if best != "" {
+					// The misspelt field is missing, but the validator must not say so: the
+					// suggestion already does.
+					w.skip = append(w.skip, join(path, best))
+				}
+
+				return
 			}
 
 			w.walk(val, ft, child)
-		}
+		})
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			w.addf(n, path, "expected a mapping (key: value), got %s", describe(n))
+			w.wrong(n, path, "expected a mapping (key: value), got %s", describe(n))
 			return
 		}
 
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			w.walk(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value))
-		}
+		w.entries(n, path, func(key, val *yaml.Node) {
+			w.walk(val, t.Elem(), join(path, key.Value))
+		})
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			w.addf(n, path, "expected a list, got %s", describe(n))
+			w.wrong(n, path, "expected a list, got %s", describe(n))
 			return
 		}
 
@@ -93,17 +193,17 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 		}
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
-			w.addf(n, path, "expected a string, got %s", describe(n))
+			w.wrong(n, path, "expected a string, got %s", describe(n))
 		}
 	case reflect.Bool:
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
-			w.addf(n, path, "expected true or false, got %s", describe(n))
+			w.wrong(n, path, "expected true or false, got %s", describe(n))
 		}
 	case reflect.Int:
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
-			w.addf(n, path, "expected a whole number, got %s", describe(n))
+			w.wrong(n, path, "expected a whole number, got %s", describe(n))
 		} else if _, err := strconv.Atoi(n.Value); err != nil {
-			w.addf(n, path, "expected a whole number, got %q", n.Value)
+			w.wrong(n, path, "expected a whole number, got %q", n.Value)
 		}
 	}
 }
@@ -154,20 +254,29 @@ func describe(n *yaml.Node) string {
 	}
 }
 
-// suggest returns ` (did you mean "x"?)` for the closest known key, or "".
-func suggest(key string, fields map[string]reflect.Type) string {
+func fieldNames(fields map[string]reflect.Type) []string {
 	names := make([]string, 0, len(fields))
 	for k := range fields {
 		names = append(names, k)
 	}
 
-	if best := closest(key, names); best != "" {
+	sort.Strings(names)
+
+	return names
+}
+
+// closestField returns the known field key is probably a typo of, or "".
+func closestField(key string, fields map[string]reflect.Type) string {
+	return closest(key, fieldNames(fields))
+}
+
+// suggest returns ` (did you mean "best"?)`, or the known fields when there is no best guess.
+func suggest(best string, fields map[string]reflect.Type) string {
+	if best != "" {
 		return fmt.Sprintf(" (did you mean %q?)", best)
 	}
 
-	sort.Strings(names)
-
-	return fmt.Sprintf(" (known fields: %s)", strings.Join(names, ", "))
+	return fmt.Sprintf(" (known fields: %s)", strings.Join(fieldNames(fields), ", "))
 }
 
 // closest returns the candidate nearest to s by edit distance, if it is near enough to be a typo.
@@ -194,7 +303,12 @@ func closest(s string, candidates []string) string {
 	return ""
 }
 
+// levenshtein returns the edit distance between a and b: the insertions, deletions and
+// substitutions that turn one into the other, with a swap of two adjacent bytes counting as one
+// edit (the optimal string alignment distance), since swapped letters are the commonest typo.
 func levenshtein(a, b string) int {
+	// Rows i-2, i-1 and i of the distance matrix.
+	prev2 := make([]int, len(b)+1)
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 
@@ -212,9 +326,13 @@ func levenshtein(a, b string) int {
 			}
 
 			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
 		}
 
-		prev, cur = cur, prev
+		prev2, prev, cur = prev, cur, prev2
 	}
 
 	return prev[len(b)]

@@ -42,9 +42,12 @@ type Talos struct {
 }
 
 // TalosConfig is one machine config file; its role (controlplane or worker) is read from the file.
+//
+// There is deliberately no list of user patches here: the file is rewritten in place, so a
+// patch that appends to a list would be applied again on every run and never converge. One-off
+// patches belong to `hardstrap talos patch --patch` (or talosctl), before hardstrap owns the file.
 type TalosConfig struct {
-	Path    string   `yaml:"path"`
-	Patches []string `yaml:"patches"`
+	Path string `yaml:"path"`
 }
 
 // TalosNode is a Talos API target and the machine config file it runs.

@@ -156,9 +156,6 @@ func (v *validator) talos(t *Talos) {
 		paths[filepath.Clean(tc.Path)] = true
 		v.fileExists(p, tc.Path)
 
-		for j, patch := range tc.Patches {
-			v.fileExists(fmt.Sprintf("talos.configs[%d].patches[%d]", i, j), strings.TrimPrefix(patch, "@"))
-		}
 	}
 
 	addrs := map[string]bool{}
@@ -174,11 +171,16 @@ func (v *validator) talos(t *Talos) {
 		}
 
 		switch {
+		case len(t.Configs) == 0: // reported once, below
 		case n.Config == "" && len(t.Configs) != 1:
 			v.errf(p+".config", "is required: name which of talos.configs this node runs")
 		case n.Config != "" && !paths[filepath.Clean(n.Config)]:
-			v.errf(p+".config", "%s is not one of talos.configs: add it there first", n.Config)
+			v.errf(p+".config", "%s is not one of talos.configs (%s): use one of their paths, or add it there", n.Config, strings.Join(configPaths(t.Configs), ", "))
 		}
+	}
+
+	if len(t.Nodes) > 0 && len(t.Configs) == 0 {
+		v.errf("talos.nodes", "needs talos.configs: list the machine config files these nodes run")
 	}
 
 	if t.Talosconfig != "" {
@@ -186,6 +188,15 @@ func (v *validator) talos(t *Talos) {
 	}
 
 	v.oneOf("talos.applyMode", t.ApplyMode, ApplyModes)
+}
+
+func configPaths(cs []TalosConfig) []string {
+	out := make([]string, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, c.Path)
+	}
+
+	return out
 }
 
 func (v *validator) apiServer(a *APIServer) {
@@ -392,9 +403,15 @@ func (v *validator) namespaces(nss []Namespace) {
 			seen[ns.Name] = true
 		}
 
-		v.oneOf(p+".podSecurity.enforce", ns.PodSecurity.Enforce, PSSLevels)
-		v.oneOf(p+".podSecurity.audit", ns.PodSecurity.Audit, PSSLevels)
-		v.oneOf(p+".podSecurity.warn", ns.PodSecurity.Warn, PSSLevels)
+		if _, mapping := v.positions[p+".podSecurity.enforce"]; !mapping && ns.PodSecurity.Enforce != "" &&
+			ns.PodSecurity.Enforce == ns.PodSecurity.Audit && ns.PodSecurity.Audit == ns.PodSecurity.Warn {
+			// The shorthand (podSecurity: restricted): one value, one error, at the field written.
+			v.oneOf(p+".podSecurity", ns.PodSecurity.Enforce, PSSLevels)
+		} else {
+			v.oneOf(p+".podSecurity.enforce", ns.PodSecurity.Enforce, PSSLevels)
+			v.oneOf(p+".podSecurity.audit", ns.PodSecurity.Audit, PSSLevels)
+			v.oneOf(p+".podSecurity.warn", ns.PodSecurity.Warn, PSSLevels)
+		}
 
 		if vv := ns.PodSecurity.Version; vv != "" && !pssVersion.MatchString(vv) {
 			v.errf(p+".podSecurity.version", "%q must be latest or a Kubernetes minor such as v1.37", vv)

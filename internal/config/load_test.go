@@ -1,0 +1,285 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/invalid from the current error messages")
+
+// unlocated lists the fixtures whose only error cannot point at a line.
+var unlocated = map[string]bool{"empty": true, "comments-only": true}
+
+// TestParseInvalid parses each testdata/invalid/NAME.yaml and compares the error to NAME.golden.
+// Run `go test ./internal/config -run TestParseInvalid -update` to rewrite the golden files, then
+// read the diff: the messages are the user interface.
+func TestParseInvalid(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "invalid", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if len(files) < 30 {
+		t.Fatalf("found %d fixtures in testdata/invalid, want at least 30", len(files))
+	}
+
+	for _, file := range files {
+		name := strings.TrimSuffix(filepath.Base(file), ".yaml")
+
+		t.Run(name, func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			c, err := Parse(file, data)
+			if err == nil {
+				t.Fatalf("Parse(%s) succeeded, want an error; got %+v", file, c)
+			}
+
+			if c != nil {
+				t.Errorf("Parse(%s) returned a Cluster along with the error", file)
+			}
+
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("errors.Is(err, ErrInvalid) = false for %v", err)
+			}
+
+			var errs *Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("error is %T, want *Errors", err)
+			}
+
+			checkErrors(t, file, errs, !unlocated[name])
+
+			got := err.Error() + "\n"
+			golden := strings.TrimSuffix(file, ".yaml") + ".golden"
+
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+
+				return
+			}
+
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+
+			if got != string(want) {
+				t.Errorf("error for %s differs from %s (run with -update to accept):\n--- got\n%s--- want\n%s", file, golden, got, want)
+			}
+		})
+	}
+}
+
+// checkErrors asserts what every golden file relies on: errors name the file, are located and
+// come sorted by line.
+func checkErrors(t *testing.T, file string, errs *Errors, located bool) {
+	t.Helper()
+
+	if errs.File != file {
+		t.Errorf("Errors.File = %q, want %q", errs.File, file)
+	}
+
+	if len(errs.Errors) == 0 {
+		t.Fatal("Errors holds no FieldError")
+	}
+
+	for i, fe := range errs.Errors {
+		if fe.File != file {
+			t.Errorf("error %d: File = %q, want %q", i, fe.File, file)
+		}
+
+		if located && fe.Line == 0 {
+			t.Errorf("error %d has no line: %v", i, fe)
+		}
+
+		if fe.Message == "" {
+			t.Errorf("error %d has no message: %#v", i, fe)
+		}
+
+		if strings.Contains(fe.Message, "yaml: ") {
+			t.Errorf("error %d leaks the YAML library's prefix: %v", i, fe)
+		}
+
+		if i > 0 {
+			prev := errs.Errors[i-1]
+			if prev.Line > fe.Line || (prev.Line == fe.Line && prev.Column > fe.Column) {
+				t.Errorf("errors %d and %d are out of order: %v, then %v", i-1, i, prev, fe)
+			}
+		}
+	}
+}
+
+// TestGoldenFilesHaveInputs catches golden files left behind by a renamed or deleted fixture.
+func TestGoldenFilesHaveInputs(t *testing.T) {
+	goldens, err := filepath.Glob(filepath.Join("testdata", "invalid", "*.golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, g := range goldens {
+		in := strings.TrimSuffix(g, ".golden") + ".yaml"
+		if _, err := os.Stat(in); err != nil {
+			t.Errorf("%s has no input %s", g, in)
+		}
+	}
+}
+
+// TestParseManyErrors checks that one run reports problems of every kind, not just the first
+// one or the first kind.
+func TestParseManyErrors(t *testing.T) {
+	file := filepath.Join("testdata", "invalid", "many-errors.yaml")
+
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	_, err = Parse(file, data)
+
+	var errs *Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("Parse(%s) = %v, want *Errors", file, err)
+	}
+
+	if len(errs.Errors) < 15 {
+		t.Errorf("got %d errors, want at least 15:\n%v", len(errs.Errors), err)
+	}
+
+	header := file + " is invalid (" + strconv.Itoa(len(errs.Errors)) + " errors):"
+	if first, _, _ := strings.Cut(err.Error(), "\n"); first != header {
+		t.Errorf("header = %q, want %q", first, header)
+	}
+
+	// One per kind: unknown field, wrong shape, and values only the validator rejects.
+	for _, want := range []struct{ path, msg string }{
+		{"metdata", `unknown field "metdata" (did you mean "metadata"?)`},
+		{"talos.aplyMode", `(did you mean "applyMode"?)`},
+		{"talos.backup", `expected true or false, got "false"`},
+		{"apiServer.audit.maxAge", "expected a whole number"},
+		{"apiVersion", "is not supported"},
+		{"talos.configs[1].path", "does not exist"},
+		{"apiServer.audit.preset", `"verbose" is not one of`},
+		{"apiServer.oidc.issuerURL", "must start with https://"},
+		{"apiServer.oidc.clientID", "is required"},
+		{"cni.kubeProxyReplacement", "cilium only"},
+		{"namespaces[1].name", "listed twice"},
+		{"namespaces[1].podSecurity", `(did you mean "privileged"?)`},
+		{"rbac.bindings[0].rol", `(did you mean "role"?)`},
+		{"images.trivy.severity[0]", `(did you mean "CRITICAL"?)`},
+		{"images.cosign[0]", "set key"},
+	} {
+		if !slices.ContainsFunc(errs.Errors, func(fe FieldError) bool {
+			return fe.Path == want.path && strings.Contains(fe.Message, want.msg)
+		}) {
+			t.Errorf("no error at %s containing %q in:\n%v", want.path, want.msg, err)
+		}
+	}
+
+	// What only follows from a reported typo is not reported again.
+	for _, fe := range errs.Errors {
+		switch fe.Path {
+		case "metadata.name", "rbac.bindings[0]":
+			t.Errorf("reported a consequence of a misspelt field: %v", fe)
+		}
+	}
+}
+
+func TestLoad(t *testing.T) {
+	t.Run("missing file", func(t *testing.T) {
+		p := filepath.Join(t.TempDir(), "hardstrap.yaml")
+
+		_, err := Load(p)
+		if !errors.Is(err, ErrInvalid) {
+			t.Fatalf("Load(%s) = %v, want ErrInvalid", p, err)
+		}
+
+		for _, want := range []string{p, "not found", "hardstrap init"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q does not mention %q", err, want)
+			}
+		}
+	})
+
+	t.Run("invalid file", func(t *testing.T) {
+		file := filepath.Join("testdata", "invalid", "bad-enum.yaml")
+
+		_, err := Load(file)
+		if !errors.Is(err, ErrInvalid) {
+			t.Fatalf("Load(%s) = %v, want ErrInvalid", file, err)
+		}
+
+		if want := file + ":6:14: talos.applyMode: "; !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
+	})
+
+	t.Run("valid file", func(t *testing.T) {
+		file := filepath.Join("testdata", "valid", "merge-keys.yaml")
+
+		c, err := Load(file)
+		if err != nil {
+			t.Fatalf("Load(%s): %v", file, err)
+		}
+
+		if c.File != file {
+			t.Errorf("File = %q, want %q", c.File, file)
+		}
+
+		if got, want := c.Resolve("files/controlplane.yaml"), filepath.Join("testdata", "valid", "files", "controlplane.yaml"); got != want {
+			t.Errorf("Resolve = %q, want %q", got, want)
+		}
+
+		if got := c.Resolve("/etc/x.yaml"); got != "/etc/x.yaml" {
+			t.Errorf("Resolve kept absolute path as %q", got)
+		}
+	})
+}
+
+// TestParseMergeKeys checks that YAML anchors and merge keys, which the decoder honours, are
+// accepted and checked like fields written in place.
+func TestParseMergeKeys(t *testing.T) {
+	file := filepath.Join("testdata", "valid", "merge-keys.yaml")
+
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	c, err := Parse(file, data)
+	if err != nil {
+		t.Fatalf("Parse(%s): %v", file, err)
+	}
+
+	if len(c.Namespaces) != 2 {
+		t.Fatalf("got %d namespaces, want 2", len(c.Namespaces))
+	}
+
+	for _, ns := range c.Namespaces {
+		if !ns.DefaultDenyNetworkPolicy || ns.PodSecurity.Enforce != "restricted" || ns.Labels["team"] != "platform" {
+			t.Errorf("namespace %s did not get the merged settings: %+v", ns.Name, ns)
+		}
+	}
+
+	if got := c.Namespaces[1].Labels["tier"]; got != "batch" {
+		t.Errorf("namespace batch: label tier = %q, want batch (a local key overrides the merged one)", got)
+	}
+
+	// A misspelt field inside an anchor is still caught, where it is written.
+	bad := strings.Replace(string(data), "defaultDenyNetworkPolicy:", "defaultDenyNetworkPolcy:", 1)
+
+	_, err = Parse(file, []byte(bad))
+	if err == nil || !strings.Contains(err.Error(), `unknown field "defaultDenyNetworkPolcy" (did you mean "defaultDenyNetworkPolicy"?)`) {
+		t.Errorf("misspelt field in an anchor: err = %v", err)
+	}
+}

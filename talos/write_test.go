@@ -1,0 +1,123 @@
+package talos
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// failingWriter passes n bytes through, then fails: a disk that fills up mid-write.
+type failingWriter struct {
+	w io.Writer
+	n int
+}
+
+var errDiskFull = errors.New("no space left on device")
+
+func (f *failingWriter) Write(p []byte) (int, error) {
+	if len(p) <= f.n {
+		f.n -= len(p)
+		return f.w.Write(p)
+	}
+
+	k, _ := f.w.Write(p[:f.n])
+	f.n = 0
+
+	return k, errDiskFull
+}
+
+func TestWriterFailureLeavesOriginalUntouched(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "controlplane.yaml")
+	original := []byte("original content\n")
+
+	if err := os.WriteFile(path, original, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	w := &Writer{Backup: true, wrap: func(w io.Writer) io.Writer { return &failingWriter{w: w, n: 5} }}
+
+	_, err := w.Write(path, []byte("new content that will not fit\n"), 0o600)
+	if !errors.Is(err, errDiskFull) {
+		t.Fatalf("err = %v, want the writer's failure", err)
+	}
+
+	got, err := os.ReadFile(path)
+	if err != nil || string(got) != string(original) {
+		t.Fatalf("original changed to %q (err %v)", got, err)
+	}
+
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, e := range entries {
+		if strings.Contains(e.Name(), ".tmp-") {
+			t.Errorf("temporary file %s left behind", e.Name())
+		}
+	}
+}
+
+func TestWriterReplacesAtomicallyWithBackup(t *testing.T) {
+	for _, mode := range []os.FileMode{0o600, 0o640} {
+		t.Run(mode.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "controlplane.yaml")
+
+			if err := os.WriteFile(path, []byte("old\n"), mode); err != nil {
+				t.Fatal(err)
+			}
+
+			if err := os.Chmod(path, mode); err != nil { // umask may have narrowed it
+				t.Fatal(err)
+			}
+
+			stamp := time.Date(2026, 11, 28, 9, 30, 0, 0, time.UTC)
+			w := &Writer{Backup: true, Now: func() time.Time { return stamp }}
+
+			res, err := w.Write(path, []byte("new\n"), mode)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			wantBackup := path + ".hardstrap-20261128-093000.bak"
+			if res.Backup != wantBackup {
+				t.Errorf("backup = %s, want %s", res.Backup, wantBackup)
+			}
+
+			for p, want := range map[string]string{path: "new\n", wantBackup: "old\n"} {
+				got, err := os.ReadFile(p)
+				if err != nil || string(got) != want {
+					t.Errorf("%s = %q (err %v), want %q", filepath.Base(p), got, err, want)
+				}
+
+				st, err := os.Stat(p)
+				if err != nil || st.Mode().Perm() != mode {
+					t.Errorf("%s mode = %v (err %v), want %v", filepath.Base(p), st.Mode().Perm(), err, mode)
+				}
+			}
+		})
+	}
+}
+
+func TestWriterWithoutBackupCreatesFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "out.yaml")
+
+	res, err := (&Writer{Backup: true}).Write(path, []byte("x\n"), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if res.Backup != "" {
+		t.Errorf("backup %s made for a file that did not exist", res.Backup)
+	}
+
+	if got, _ := os.ReadFile(path); string(got) != "x\n" {
+		t.Errorf("content = %q", got)
+	}
+}
