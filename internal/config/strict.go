@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/hardstrap/hardstrap/internal/suggest"
 )
 
 // position is where a field path starts in the file.
@@ -160,7 +162,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 			ft, ok := fields[key.Value]
 			if !ok {
 				best := closestField(key.Value, fields)
-				w.addf(key, child, "unknown field %q%s", key.Value, suggest(best, fields))
+				w.addf(key, child, "unknown field %q%s", key.Value, hint(best, fields))
 
 				if best != "" {
 					// The misspelt field is missing, but the validator must not say so: the
@@ -267,73 +269,14 @@ func fieldNames(fields map[string]reflect.Type) []string {
 
 // closestField returns the known field key is probably a typo of, or "".
 func closestField(key string, fields map[string]reflect.Type) string {
-	return closest(key, fieldNames(fields))
+	return suggest.Closest(key, fieldNames(fields))
 }
 
-// suggest returns ` (did you mean "best"?)`, or the known fields when there is no best guess.
-func suggest(best string, fields map[string]reflect.Type) string {
+// hint returns ` (did you mean "best"?)`, or the known fields when there is no best guess.
+func hint(best string, fields map[string]reflect.Type) string {
 	if best != "" {
 		return fmt.Sprintf(" (did you mean %q?)", best)
 	}
 
 	return fmt.Sprintf(" (known fields: %s)", strings.Join(fieldNames(fields), ", "))
-}
-
-// closest returns the candidate nearest to s by edit distance, if it is near enough to be a typo.
-func closest(s string, candidates []string) string {
-	best, bestDist := "", 1<<30
-	ls := strings.ToLower(s)
-
-	for _, c := range candidates {
-		d := levenshtein(ls, strings.ToLower(c))
-		if d < bestDist || (d == bestDist && c < best) {
-			best, bestDist = c, d
-		}
-	}
-
-	limit := 2
-	if len(s) <= 4 {
-		limit = 1
-	}
-
-	if bestDist <= limit {
-		return best
-	}
-
-	return ""
-}
-
-// levenshtein returns the edit distance between a and b: the insertions, deletions and
-// substitutions that turn one into the other, with a swap of two adjacent bytes counting as one
-// edit (the optimal string alignment distance), since swapped letters are the commonest typo.
-func levenshtein(a, b string) int {
-	// Rows i-2, i-1 and i of the distance matrix.
-	prev2 := make([]int, len(b)+1)
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-
-	for j := range prev {
-		prev[j] = j
-	}
-
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				cur[j] = min(cur[j], prev2[j-2]+1)
-			}
-		}
-
-		prev2, prev, cur = prev, cur, prev2
-	}
-
-	return prev[len(b)]
 }

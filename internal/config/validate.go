@@ -11,6 +11,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/hardstrap/hardstrap/internal/suggest"
+
 	"github.com/hardstrap/hardstrap/templates"
 )
 
@@ -63,7 +65,7 @@ func (v *validator) lookup(path string) position {
 func (v *validator) oneOf(path, value string, allowed []string) {
 	if value != "" && !slices.Contains(allowed, value) {
 		hint := ""
-		if c := closest(value, allowed); c != "" {
+		if c := suggest.Closest(value, allowed); c != "" {
 			hint = fmt.Sprintf(" (did you mean %q?)", c)
 		}
 
