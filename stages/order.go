@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/hardstrap/hardstrap/internal/suggest"
 )
 
 // All returns every stage in the order a run performs them. This is the one place that
@@ -33,7 +35,12 @@ func Select(only, skip []string) ([]Stage, error) {
 	check := func(flag string, list []string) error {
 		for _, n := range list {
 			if !slices.Contains(names, n) {
-				return fmt.Errorf("%w %q in --%s: valid stages are %s", ErrUnknownStage, n, flag, strings.Join(names, ", "))
+				hint := ""
+				if c := suggest.Closest(n, names); c != "" {
+					hint = fmt.Sprintf(" (did you mean %q?)", c)
+				}
+
+				return fmt.Errorf("%w %q in --%s%s: valid stages are %s", ErrUnknownStage, n, flag, hint, strings.Join(names, ", "))
 			}
 		}
 
