@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/internal/suggest"
 	"github.com/hardstrap/hardstrap/stages"
 )
 
@@ -208,7 +209,7 @@ func unknownCommand(c *cli.Context, name string) error {
 
 		known = append(known, cmd.Name)
 
-		if hint == "" && (strings.HasPrefix(cmd.Name, name) || levenshtein(name, cmd.Name) <= 2) {
+		if hint == "" && (strings.HasPrefix(cmd.Name, name) || suggest.Distance(name, cmd.Name) <= 2) {
 			hint = fmt.Sprintf(" (did you mean %q?)", cmd.Name)
 		}
 	}
@@ -219,32 +220,6 @@ func unknownCommand(c *cli.Context, name string) error {
 
 	return usageError{fmt.Errorf("unknown command %q for '%s'%s: commands are %s (see '%s --help')",
 		name, path, hint, strings.Join(known, ", "), path)}
-}
-
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-
-	for j := range prev {
-		prev[j] = j
-	}
-
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-
-		prev, cur = cur, prev
-	}
-
-	return prev[len(b)]
 }
 
 // interspersed moves the flags of the command that args run ahead of its arguments, so
