@@ -12,13 +12,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/siderolabs/talos/pkg/machinery/config"
-	"github.com/siderolabs/talos/pkg/machinery/config/encoder"
-	"github.com/siderolabs/talos/pkg/machinery/config/generate"
-	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
 	"github.com/siderolabs/talos/pkg/machinery/config/machine"
+
+	"github.com/hardstrap/hardstrap/internal/talostest"
 )
 
 func main() {
@@ -45,7 +43,7 @@ func run(dir string) error {
 		{"worker.yaml", config.TalosVersionCurrent, machine.TypeWorker},
 		{"controlplane-legacy.yaml", config.TalosVersion1_13, machine.TypeControlPlane},
 	} {
-		data, err := generateConfig(f.contract, f.typ)
+		data, err := talostest.Generate(f.contract, f.typ)
 		if err != nil {
 			return fmt.Errorf("generate %s: %w", f.name, err)
 		}
@@ -56,24 +54,4 @@ func run(dir string) error {
 	}
 
 	return nil
-}
-
-func generateConfig(vc *config.VersionContract, typ machine.Type) ([]byte, error) {
-	sb, err := secrets.NewBundle(secrets.NewFixedClock(time.Now()), vc)
-	if err != nil {
-		return nil, err
-	}
-
-	in, err := generate.NewInput("homelab", "https://192.168.1.10:6443", "1.35.0",
-		generate.WithVersionContract(vc), generate.WithSecretsBundle(sb))
-	if err != nil {
-		return nil, err
-	}
-
-	cfg, err := in.Config(typ)
-	if err != nil {
-		return nil, err
-	}
-
-	return cfg.EncodeBytes(encoder.WithComments(encoder.CommentsDisabled))
 }
