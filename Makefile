@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 DEMO    := .demo
 
-.PHONY: all build demo test vet bench clean
+.PHONY: all build demo demo-down test vet e2e e2e-vet bench clean
 
 all: build
 
@@ -33,6 +33,17 @@ test: vet ## unit and integration tests (no cluster needed)
 
 vet:
 	$(GO) vet ./...
+
+# The e2e module builds kube-apiserver, kube-controller-manager and etcd on first use and keeps
+# them in $(E2E_CACHE) (override with HARDSTRAP_E2E_CACHE); E2E_PROVIDER=local|kind|talos.
+E2E_CACHE ?= $(HOME)/.cache/hardstrap/e2e
+export HARDSTRAP_E2E_CACHE ?= $(E2E_CACHE)
+
+e2e: e2e-vet ## end-to-end scenario against a real control plane
+	cd e2e && $(GO) test -count=1 -timeout 40m ./...
+
+e2e-vet:
+	cd e2e && $(GO) vet ./...
 
 bench: ## benchmarks (performance goals live here, not in tests)
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -1,0 +1,510 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	talosconfig "github.com/siderolabs/talos/pkg/machinery/config"
+	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
+	kindcluster "sigs.k8s.io/kind/pkg/cluster"
+	kindlog "sigs.k8s.io/kind/pkg/log"
+	"sigs.k8s.io/yaml"
+)
+
+// KindNodeImage is the node image the kind provider runs: the default of sigs.k8s.io/kind
+// v0.33.0, pinned by digest. Its Kubernetes minor matches KubernetesVersion.
+const KindNodeImage = "kindest/node:v1.37.0@sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5"
+
+// Paths inside the kind control plane node (and its kube-apiserver pod).
+const (
+	// kindNodeConfigDir holds the files kube-apiserver reads (audit policy, admission and
+	// authentication configs, files Talos would mount from machine.files). It is mounted
+	// read-only from <Options.Dir>/kind on the host.
+	kindNodeConfigDir = "/etc/hardstrap-e2e"
+	// kindNodeAuditDir holds the audit log; it is mounted from <Options.Dir>/audit on the
+	// host so Cluster.AuditLog can be read there.
+	kindNodeAuditDir = "/var/log/kubernetes/audit"
+)
+
+// defaultClusterName names kind and talos clusters when Options.Name is empty.
+const defaultClusterName = "hardstrap-e2e"
+
+// dockerCheckTimeout bounds all docker commands Unavailable runs together.
+const dockerCheckTimeout = 8 * time.Second
+
+// Kind runs a one-node kind cluster (Kubernetes in Docker) configured like the Talos control
+// plane: see kindConfig for what is mirrored.
+type Kind struct {
+	// NodeImage overrides KindNodeImage.
+	NodeImage string
+}
+
+var _ Provider = (*Kind)(nil)
+
+// Name implements Provider.
+func (*Kind) Name() string { return "kind" }
+
+func (k *Kind) image() string {
+	if k.NodeImage != "" {
+		return k.NodeImage
+	}
+
+	return KindNodeImage
+}
+
+// Unavailable implements Provider: kind needs the docker CLI, a Docker daemon that answers and
+// the node image already present (nothing is pulled here; Start would pull it).
+func (k *Kind) Unavailable(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, dockerCheckTimeout)
+	defer cancel()
+
+	if why := dockerUnavailable(ctx, k.image()); why != "" {
+		return "kind provider: " + why
+	}
+
+	return ""
+}
+
+// Start implements Provider: it creates the kind cluster and exports its kubeconfig to
+// <Options.Dir>/kubeconfig. kind's Create does not take a context: cancelling ctx is noticed
+// once Create returns, and the cluster is then deleted.
+func (k *Kind) Start(ctx context.Context, o Options) (*Cluster, error) {
+	cfg, err := configloader.NewFromBytes(o.ControlPlaneConfig)
+	if err != nil {
+		return nil, fmt.Errorf("load control plane config: %w", err)
+	}
+
+	if cfg.Machine() == nil || !cfg.Machine().Type().IsControlPlane() {
+		return nil, errors.New("the kind provider needs a control plane config")
+	}
+
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+
+	name := o.Name
+	if name == "" {
+		name = defaultClusterName
+	}
+
+	kcfg, files, err := kindConfig(cfg, name, dir)
+	if err != nil {
+		return nil, err
+	}
+
+	kcfg.Nodes[0].Image = k.image()
+
+	if err := writeFiles(filepath.Join(dir, "kind"), files); err != nil {
+		return nil, err
+	}
+
+	for _, d := range []string{"audit", "rendered"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			return nil, err
+		}
+	}
+
+	if rendered, err := yaml.Marshal(kcfg); err == nil {
+		if err := os.WriteFile(filepath.Join(dir, "rendered", "kind-config.yaml"), rendered, 0o600); err != nil {
+			return nil, err
+		}
+	}
+
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	provider := kindcluster.NewProvider(kindcluster.ProviderWithDocker(), kindcluster.ProviderWithLogger(kindLogger{o: &o}))
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+
+	o.logf("creating kind cluster %s with %s", name, k.image())
+
+	// No wait for Ready: without a CNI (DisableDefaultCNI) the node never gets there.
+	if err := provider.Create(name,
+		kindcluster.CreateWithV1Alpha4Config(kcfg),
+		kindcluster.CreateWithKubeconfigPath(kubeconfig),
+		kindcluster.CreateWithWaitForReady(0),
+		kindcluster.CreateWithDisplayUsage(false),
+		kindcluster.CreateWithDisplaySalutation(false),
+	); err != nil {
+		return nil, fmt.Errorf("create kind cluster %s: %w", name, err)
+	}
+
+	stop := func() error {
+		o.logf("deleting kind cluster %s", name)
+
+		return provider.Delete(name, kubeconfig)
+	}
+
+	if err := ctx.Err(); err != nil {
+		return nil, errors.Join(err, stop())
+	}
+
+	restCfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("read kind kubeconfig %s: %w", kubeconfig, err), stop())
+	}
+
+	return &Cluster{
+		Kubeconfig: kubeconfig,
+		REST:       restCfg,
+		AuditLog:   filepath.Join(dir, "audit", "kube-apiserver.log"),
+		Server:     restCfg.Host,
+		stop:       stop,
+	}, nil
+}
+
+// kindOwnedFlags are kube-apiserver flags kubeadm (through kind) sets itself; Talos' values
+// for them (certificates, etcd, addresses) mean nothing in the kind node and are not mirrored.
+var kindOwnedFlags = map[string]bool{
+	"advertise-address": true, "bind-address": true, "secure-port": true,
+	"etcd-servers": true, "etcd-cafile": true, "etcd-certfile": true, "etcd-keyfile": true,
+	"tls-cert-file": true, "tls-private-key-file": true, "client-ca-file": true,
+	"kubelet-client-certificate": true, "kubelet-client-key": true,
+	"proxy-client-cert-file": true, "proxy-client-key-file": true,
+	"service-account-key-file": true, "service-account-signing-key-file": true,
+	"service-account-issuer": true, "api-audiences": true,
+	"service-cluster-ip-range": true, "enable-bootstrap-token-auth": true,
+	"runtime-config": true,
+	// The audit log goes to the host-mounted directory, so Cluster.AuditLog is readable.
+	"audit-log-path": true,
+	// kubeadm's liveness/readiness probes call /livez and /readyz anonymously.
+	"anonymous-auth": true,
+}
+
+// kindConfig derives a one-node kind cluster config from a Talos control plane config, read
+// through machinery's style-agnostic accessors so legacy (v1alpha1 cluster.*) and multi-doc
+// (Kube* documents) configs give the same result. It returns the files kube-apiserver reads,
+// by path relative to <dir>/kind, which the caller writes there (the node mounts that
+// directory at kindNodeConfigDir); dir must be absolute.
+//
+// Mirrored:
+//   - CNI: Talos deploys its built-in CNI (Flannel) only when K8sFlannelCNIConfig() is non-nil
+//     (legacy cluster.network.cni.name flannel, the default, or a KubeFlannelCNIConfig
+//     document); otherwise ("none", or "custom" URLs) kind's default CNI is disabled too.
+//   - kube-proxy: KubeProxyMode "none" when K8sProxyConfig().Enabled() is false, else Talos'
+//     mode when it names one kind knows (iptables, ipvs, nftables).
+//   - pod and service subnets (and the IP family they imply) from K8sNetworkConfig.
+//   - kube-apiserver, through a kubeadm ClusterConfiguration patch: the audit policy (with the
+//     log in kindNodeAuditDir, rotated with Talos' defaults), the admission plugin configs
+//     (PodSecurity defaults and exemptions), the structured authentication config (OIDC
+//     issuers of multi-doc configs), and the user's extraArgs (the legacy --oidc-* flags and
+//     audit log rotation among them) except kindOwnedFlags; an extraArgs path inside an
+//     extraVolumes mount is mapped to the machine.files content written for it (the legacy
+//     OIDC CA).
+//
+// Not mirrored: the Kubernetes version (the node image decides), --anonymous-auth=false of
+// legacy configs (kubeadm's probes are anonymous), the cluster and service account PKI
+// (kubeadm makes its own), etcd encryption at rest, authorizer webhooks, the DNS domain,
+// custom CNI URLs and extra manifests, controller manager and scheduler settings, kubelet
+// settings, and extraVolumes other than machine.files mounted into kube-apiserver.
+func kindConfig(cfg talosconfig.Provider, name, dir string) (*v1alpha4.Cluster, map[string][]byte, error) {
+	api := cfg.K8sAPIServerConfig()
+	if api == nil {
+		return nil, nil, errors.New("the config has no kube-apiserver settings: is it a control plane config?")
+	}
+
+	if !filepath.IsAbs(dir) {
+		return nil, nil, fmt.Errorf("kind config directory %q is not absolute", dir)
+	}
+
+	c := &v1alpha4.Cluster{
+		TypeMeta: v1alpha4.TypeMeta{Kind: "Cluster", APIVersion: "kind.x-k8s.io/v1alpha4"},
+		Name:     name,
+	}
+
+	c.Networking.DisableDefaultCNI = cfg.K8sFlannelCNIConfig() == nil
+
+	if p := cfg.K8sProxyConfig(); p != nil {
+		switch mode := v1alpha4.ProxyMode(p.Mode()); {
+		case !p.Enabled():
+			c.Networking.KubeProxyMode = "none"
+		case mode == v1alpha4.IPTablesProxyMode || mode == v1alpha4.IPVSProxyMode || mode == v1alpha4.NFTablesProxyMode:
+			c.Networking.KubeProxyMode = mode
+		}
+	}
+
+	if n := cfg.K8sNetworkConfig(); n != nil {
+		var v4, v6 bool
+
+		pods, services := prefixes(n.PodCIDRs(), &v4, &v6), prefixes(n.ServiceCIDRs(), &v4, &v6)
+		c.Networking.PodSubnet, c.Networking.ServiceSubnet = pods, services
+
+		switch {
+		case v4 && v6:
+			c.Networking.IPFamily = v1alpha4.DualStackFamily
+		case v6:
+			c.Networking.IPFamily = v1alpha4.IPv6Family
+		}
+	}
+
+	files := map[string][]byte{}
+	flags := map[string]string{
+		"audit-log-path":      path.Join(kindNodeAuditDir, "kube-apiserver.log"),
+		"audit-log-maxage":    "30",
+		"audit-log-maxbackup": "10",
+		"audit-log-maxsize":   "100",
+	}
+
+	addJSON := func(flag, file string, v any) error {
+		data, err := json.MarshalIndent(v, "", "  ")
+		if err != nil {
+			return fmt.Errorf("render %s: %w", file, err)
+		}
+
+		files[file] = data
+		flags[flag] = path.Join(kindNodeConfigDir, file)
+
+		return nil
+	}
+
+	if audit := cfg.K8sAuditPolicyConfig(); audit != nil && len(audit.Configuration()) > 0 {
+		if err := addJSON("audit-policy-file", "audit-policy.json", audit.Configuration()); err != nil {
+			return nil, nil, err
+		}
+	}
+
+	if plugins := cfg.K8sAdmissionControlPluginConfigs(); len(plugins) > 0 {
+		var list []any
+		for _, p := range plugins {
+			list = append(list, map[string]any{"name": p.Name(), "configuration": p.Configuration()})
+		}
+
+		if err := addJSON("admission-control-config-file", "admission-control.json", map[string]any{
+			"apiVersion": "apiserver.config.k8s.io/v1", "kind": "AdmissionConfiguration", "plugins": list,
+		}); err != nil {
+			return nil, nil, err
+		}
+	}
+
+	if authn := cfg.K8sAuthenticationConfig(); api.UseAuthenticationConfig() && authn != nil && len(authn.Configuration()) > 0 {
+		doc := maps.Clone(authn.Configuration())
+		doc["apiVersion"] = "apiserver.config.k8s.io/v1"
+		doc["kind"] = "AuthenticationConfiguration"
+
+		if err := addJSON("authentication-config", "authentication.json", doc); err != nil {
+			return nil, nil, err
+		}
+	}
+
+	mounts, err := apiServerMountedFiles(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+
+	for k, v := range api.ExtraArgs() {
+		if kindOwnedFlags[k] {
+			continue
+		}
+
+		value := strings.Join(v, ",")
+
+		if content, ok := mounts[value]; ok {
+			rel := path.Join("mounts", strings.TrimPrefix(value, "/"))
+			files[rel] = content
+			value = path.Join(kindNodeConfigDir, rel)
+		}
+
+		flags[k] = value
+	}
+
+	patch, err := kubeadmAPIServerPatch(flags)
+	if err != nil {
+		return nil, nil, err
+	}
+
+	c.Nodes = []v1alpha4.Node{{
+		Role:  v1alpha4.ControlPlaneRole,
+		Image: KindNodeImage,
+		ExtraMounts: []v1alpha4.Mount{
+			{HostPath: filepath.Join(dir, "kind"), ContainerPath: kindNodeConfigDir, Readonly: true},
+			{HostPath: filepath.Join(dir, "audit"), ContainerPath: kindNodeAuditDir},
+		},
+		KubeadmConfigPatches: []string{patch},
+	}}
+
+	return c, files, nil
+}
+
+// kubeadmAPIServerPatch renders the kubeadm v1beta4 ClusterConfiguration patch (the version
+// kind uses for Kubernetes 1.36 and later) that gives kube-apiserver flags and mounts the
+// node's config and audit directories into its pod.
+func kubeadmAPIServerPatch(flags map[string]string) (string, error) {
+	var args []any
+	for _, k := range slices.Sorted(maps.Keys(flags)) {
+		args = append(args, map[string]any{"name": k, "value": flags[k]})
+	}
+
+	patch := map[string]any{
+		"apiVersion": "kubeadm.k8s.io/v1beta4",
+		"kind":       "ClusterConfiguration",
+		"apiServer": map[string]any{
+			"extraArgs": args,
+			"extraVolumes": []any{
+				map[string]any{
+					"name": "hardstrap-e2e-config", "hostPath": kindNodeConfigDir, "mountPath": kindNodeConfigDir,
+					"readOnly": true, "pathType": "DirectoryOrCreate",
+				},
+				map[string]any{
+					"name": "hardstrap-e2e-audit", "hostPath": kindNodeAuditDir, "mountPath": kindNodeAuditDir,
+					"pathType": "DirectoryOrCreate",
+				},
+			},
+		},
+	}
+
+	data, err := yaml.Marshal(patch)
+	if err != nil {
+		return "", fmt.Errorf("render kubeadm patch: %w", err)
+	}
+
+	return string(data), nil
+}
+
+// apiServerMountedFiles returns, by path inside kube-apiserver, the content of the
+// machine.files that the API server's extraVolumes mount (how legacy configs ship the OIDC CA).
+func apiServerMountedFiles(cfg talosconfig.Provider) (map[string][]byte, error) {
+	out := map[string][]byte{}
+
+	if cfg.Machine() == nil {
+		return out, nil
+	}
+
+	list, err := cfg.Machine().Files()
+	if err != nil {
+		return nil, fmt.Errorf("read machine.files: %w", err)
+	}
+
+	for _, v := range cfg.K8sAPIServerConfig().ExtraVolumes() {
+		for _, f := range list {
+			rel, err := filepath.Rel(v.HostPath(), f.Path())
+			if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+				continue
+			}
+
+			out[path.Join(v.MountPath(), rel)] = []byte(f.Content())
+		}
+	}
+
+	return out, nil
+}
+
+func prefixes(in []netip.Prefix, v4, v6 *bool) string {
+	var out []string
+
+	for _, p := range in {
+		if p.Addr().Is4() {
+			*v4 = true
+		} else {
+			*v6 = true
+		}
+
+		out = append(out, p.String())
+	}
+
+	return strings.Join(out, ",")
+}
+
+// writeFiles writes files (by relative path) under dir.
+func writeFiles(dir string, files map[string][]byte) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+
+	for rel, data := range files {
+		p := filepath.Join(dir, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+
+		// World-readable: kube-apiserver reads them through a bind mount in the node.
+		if err := os.WriteFile(p, data, 0o644); err != nil { //nolint:gosec // no secrets: policies and CA certificates
+			return err
+		}
+	}
+
+	return nil
+}
+
+// dockerUnavailable says what is missing to run containers from image: the docker CLI, a
+// daemon answering `docker info`, or the image (looked up locally, never pulled).
+func dockerUnavailable(ctx context.Context, image string) string {
+	if _, err := exec.LookPath("docker"); err != nil {
+		return "the docker command is not on PATH"
+	}
+
+	if out, err := exec.CommandContext(ctx, "docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
+		if ctx.Err() != nil {
+			return "the Docker daemon did not answer `docker info` in time"
+		}
+
+		return "the Docker daemon is not reachable (`docker info`: " + firstLine(out, err) + ")"
+	}
+
+	if out, err := exec.CommandContext(ctx, "docker", "image", "inspect", "--format", "{{.Id}}", image).CombinedOutput(); err != nil {
+		if ctx.Err() != nil {
+			return "`docker image inspect " + image + "` did not answer in time"
+		}
+
+		if strings.Contains(strings.ToLower(string(out)), "no such image") {
+			return "image " + image + " is not present locally (`docker pull " + image + "` first)"
+		}
+
+		return "`docker image inspect " + image + "` failed: " + firstLine(out, err)
+	}
+
+	return ""
+}
+
+// firstLine is the first non-empty line of a command's output, or its error.
+func firstLine(out []byte, err error) string {
+	for l := range strings.SplitSeq(string(out), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			return l
+		}
+	}
+
+	return err.Error()
+}
+
+// kindLogger sends kind's progress to Options.Log.
+type kindLogger struct{ o *Options }
+
+func (l kindLogger) Warn(message string)                      { l.o.logf("kind: %s", message) }
+func (l kindLogger) Warnf(format string, args ...any)         { l.o.logf("kind: "+format, args...) }
+func (l kindLogger) Error(message string)                     { l.o.logf("kind: %s", message) }
+func (l kindLogger) Errorf(format string, args ...any)        { l.o.logf("kind: "+format, args...) }
+func (l kindLogger) V(level kindlog.Level) kindlog.InfoLogger { return kindInfo{l: l, on: level == 0} }
+
+type kindInfo struct {
+	l  kindLogger
+	on bool
+}
+
+func (i kindInfo) Info(message string) {
+	if i.on {
+		i.l.o.logf("kind: %s", message)
+	}
+}
+
+func (i kindInfo) Infof(format string, args ...any) {
+	if i.on {
+		i.l.o.logf("kind: "+format, args...)
+	}
+}
+
+func (i kindInfo) Enabled() bool { return i.on }

@@ -1,0 +1,80 @@
+// Package scenario is hardstrap's end-to-end scenario: the real hardstrap binary patches a
+// real Talos config, a real control plane starts from the result, and the tests assert what
+// the API server itself does (audit log lines, admission messages, authentication).
+package scenario
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/hardstrap/hardstrap/e2e/cluster"
+)
+
+// Shared by every test in the package, set up once in TestMain.
+var (
+	hardstrapBin string
+	provider     cluster.Provider
+	skipReason   string
+	localBins    cluster.Binaries
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	tmp, err := os.MkdirTemp("", "hardstrap-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+
+	if hardstrapBin, err = buildHardstrap(tmp); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+
+	if provider, err = cluster.FromEnv(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+
+	if skipReason = provider.Unavailable(ctx); skipReason == "" {
+		if _, ok := provider.(*cluster.Local); ok {
+			logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "e2e: "+format+"\n", args...) }
+			if localBins, err = cluster.EnsureBinaries(ctx, logf); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+		}
+	}
+
+	return m.Run()
+}
+
+// buildHardstrap builds the binary from this checkout, as a user would run it.
+func buildHardstrap(dir string) (string, error) {
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	bin := filepath.Join(dir, "hardstrap")
+
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/hardstrap")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "GOEXPERIMENT=jsonv2")
+
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build hardstrap: %w\n%s", err, out)
+	}
+
+	return bin, nil
+}
