@@ -15,7 +15,8 @@ all: build
 build: ## build bin/hardstrap
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/hardstrap
 
-demo: build ## patch freshly generated Talos configs: plan, apply, then plan again (no changes)
+demo: build ## patch fresh Talos configs (plan, apply, plan again), then start a local control plane from the result
+	-@$(MAKE) --no-print-directory demo-down >/dev/null 2>&1
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
 	$(GO) run ./internal/tools/talosgen -out $(DEMO)
 	cp testdata/demo/hardstrap.yaml $(DEMO)/hardstrap.yaml
@@ -27,6 +28,12 @@ demo: build ## patch freshly generated Talos configs: plan, apply, then plan aga
 	@echo
 	@echo '$$ hardstrap plan -f $(DEMO)/hardstrap.yaml --detailed-exitcode   # a re-run has nothing to do'
 	@$(BIN) plan -f $(DEMO)/hardstrap.yaml --detailed-exitcode
+	@echo
+	@echo '$$ starting kube-apiserver, kube-controller-manager and etcd from $(DEMO)/controlplane.yaml'
+	cd e2e && $(GO) run ./cmd/lab up -dir ../$(DEMO)/cluster -config ../$(DEMO)/controlplane.yaml
+
+demo-down: ## stop the demo control plane
+	cd e2e && $(GO) run ./cmd/lab down -dir ../$(DEMO)/cluster
 
 test: vet ## unit and integration tests (no cluster needed)
 	$(GO) test -count=1 ./...
@@ -45,8 +52,9 @@ e2e: e2e-vet ## end-to-end scenario against a real control plane
 e2e-vet:
 	cd e2e && $(GO) vet ./...
 
-bench: ## benchmarks (performance goals live here, not in tests)
+bench: ## benchmarks (performance goals live here, not in tests), including apply against the e2e control plane
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	cd e2e && $(GO) test -run '^$$' -bench . -benchtime 5x ./scenario
 
 clean:
 	rm -rf bin $(DEMO)

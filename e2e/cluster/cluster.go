@@ -45,6 +45,9 @@ type Options struct {
 	ControlPlaneConfig []byte
 	// Log receives progress lines; nil discards them.
 	Log func(format string, args ...any)
+	// Detach keeps the control plane running after this process exits (the demo); stop it
+	// with StopDetached(Dir). Otherwise its processes die with the caller.
+	Detach bool
 }
 
 func (o *Options) logf(format string, args ...any) {

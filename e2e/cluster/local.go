@@ -125,7 +125,7 @@ func (*Local) StartWith(ctx context.Context, bins Binaries, o Options) (c *Clust
 	etcdURL := "http://127.0.0.1:" + strconv.Itoa(etcdClient)
 	peerURL := "http://127.0.0.1:" + strconv.Itoa(etcdPeer)
 
-	etcd, err := startProcess(o.Dir, "etcd", bins.Etcd,
+	etcd, err := startProcess(o, "etcd", bins.Etcd,
 		"--name=e2e", "--data-dir="+filepath.Join(o.Dir, "etcd"),
 		"--listen-client-urls="+etcdURL, "--advertise-client-urls="+etcdURL,
 		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
@@ -156,7 +156,7 @@ func (*Local) StartWith(ctx context.Context, bins Binaries, o Options) (c *Clust
 
 	o.logf("starting kube-apiserver on %s", server)
 
-	apiserver, err := startProcess(o.Dir, "kube-apiserver", bins.APIServer, r.Args...)
+	apiserver, err := startProcess(o, "kube-apiserver", bins.APIServer, r.Args...)
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +189,7 @@ func (*Local) StartWith(ctx context.Context, bins Binaries, o Options) (c *Clust
 		return nil, err
 	}
 
-	cm, err := startProcess(o.Dir, "kube-controller-manager", bins.ControllerManager,
+	cm, err := startProcess(o, "kube-controller-manager", bins.ControllerManager,
 		"--kubeconfig="+cmKubeconfig, "--authentication-kubeconfig="+cmKubeconfig, "--authorization-kubeconfig="+cmKubeconfig,
 		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(cmPort),
 		"--service-account-private-key-file="+filepath.Join(pki, "sa.key"),
@@ -284,8 +284,8 @@ type process struct {
 	err  error
 }
 
-func startProcess(dir, name, bin string, args ...string) (*process, error) {
-	logPath := filepath.Join(dir, "logs", name+".log")
+func startProcess(o Options, name, bin string, args ...string) (*process, error) {
+	logPath := filepath.Join(o.Dir, "logs", name+".log")
 
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -295,10 +295,24 @@ func startProcess(dir, name, bin string, args ...string) (*process, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if o.Detach {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	}
 
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+
+	if o.Detach {
+		pidFile := filepath.Join(o.Dir, "pids", name)
+		if err := os.MkdirAll(filepath.Dir(pidFile), 0o700); err != nil {
+			return nil, err
+		}
+
+		if err := os.WriteFile(pidFile, []byte(strconv.Itoa(cmd.Process.Pid)), 0o600); err != nil {
+			return nil, err
+		}
 	}
 
 	p := &process{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
@@ -377,4 +391,46 @@ func waitHTTP(ctx context.Context, p *process, url string, tlsCfg *tls.Config, t
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// StopDetached stops a control plane started with Options.Detach in dir, newest process first.
+// It reports whether anything was running.
+func StopDetached(dir string) (bool, error) {
+	running := false
+
+	var errs []error
+
+	for _, name := range []string{"kube-controller-manager", "kube-apiserver", "etcd"} {
+		pidFile := filepath.Join(dir, "pids", name)
+
+		data, err := os.ReadFile(pidFile)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+
+		pid, err := strconv.Atoi(string(data))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", pidFile, err))
+			continue
+		}
+
+		if syscall.Kill(-pid, syscall.SIGTERM) == nil {
+			running = true
+
+			for i := 0; i < 150 && syscall.Kill(pid, 0) == nil; i++ {
+				time.Sleep(100 * time.Millisecond)
+			}
+
+			syscall.Kill(-pid, syscall.SIGKILL) //nolint:errcheck // already gone, normally
+		}
+
+		os.Remove(pidFile) //nolint:errcheck // stale either way
+	}
+
+	return running, errors.Join(errs...)
 }

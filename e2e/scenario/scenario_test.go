@@ -93,7 +93,7 @@ func TestScenario(t *testing.T) {
 
 // setup generates a Talos control plane config, runs `hardstrap apply --only talos` on it and
 // starts the control plane from the patched file.
-func setup(t *testing.T, vc *talosconfig.VersionContract) *env {
+func setup(t testing.TB, vc *talosconfig.VersionContract) *env {
 	t.Helper()
 
 	if skipReason != "" {
@@ -413,7 +413,7 @@ func findAudit(path string, match func(auditEvent) bool) (auditEvent, error) {
 	return auditEvent{}, errNoEvent
 }
 
-func hardstrap(t *testing.T, args ...string) (string, int) {
+func hardstrap(t testing.TB, args ...string) (string, int) {
 	t.Helper()
 
 	cmd := exec.Command(hardstrapBin, args...)
@@ -432,7 +432,7 @@ func hardstrap(t *testing.T, args ...string) (string, int) {
 	return string(out), 0
 }
 
-func write(t *testing.T, path string, data []byte) {
+func write(t testing.TB, path string, data []byte) {
 	t.Helper()
 
 	if err := os.WriteFile(path, data, 0o600); err != nil {
