@@ -15,22 +15,31 @@ all: build
 build: ## build bin/hardstrap
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/hardstrap
 
-demo: build ## patch fresh Talos configs (plan, apply, plan again), then start a local control plane from the result
+demo: build ## patch fresh Talos configs, start a local control plane from the result, then apply and verify the policy
 	-@$(MAKE) --no-print-directory demo-down >/dev/null 2>&1
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
 	$(GO) run ./internal/tools/talosgen -out $(DEMO)
 	cp testdata/demo/hardstrap.yaml $(DEMO)/hardstrap.yaml
-	@echo '$$ hardstrap plan -f $(DEMO)/hardstrap.yaml'
-	@$(BIN) plan -f $(DEMO)/hardstrap.yaml
 	@echo
-	@echo '$$ hardstrap apply -f $(DEMO)/hardstrap.yaml'
-	@$(BIN) apply -f $(DEMO)/hardstrap.yaml
+	@echo '$$ hardstrap plan --only talos -f $(DEMO)/hardstrap.yaml     # no cluster yet: the machine configs first'
+	@$(BIN) plan --only talos -f $(DEMO)/hardstrap.yaml
 	@echo
-	@echo '$$ hardstrap plan -f $(DEMO)/hardstrap.yaml --detailed-exitcode   # a re-run has nothing to do'
-	@$(BIN) plan -f $(DEMO)/hardstrap.yaml --detailed-exitcode
+	@echo '$$ hardstrap apply --only talos -f $(DEMO)/hardstrap.yaml'
+	@$(BIN) apply --only talos -f $(DEMO)/hardstrap.yaml
 	@echo
 	@echo '$$ starting kube-apiserver, kube-controller-manager and etcd from $(DEMO)/controlplane.yaml'
 	cd e2e && $(GO) run ./cmd/lab up -dir ../$(DEMO)/cluster -config ../$(DEMO)/controlplane.yaml
+	@echo
+	@echo '$$ hardstrap apply --kubeconfig $(DEMO)/cluster/kubeconfig -f $(DEMO)/hardstrap.yaml'
+	@$(BIN) apply --kubeconfig $(DEMO)/cluster/kubeconfig -f $(DEMO)/hardstrap.yaml
+	@echo
+	@echo '$$ hardstrap plan --kubeconfig $(DEMO)/cluster/kubeconfig -f $(DEMO)/hardstrap.yaml --detailed-exitcode   # a re-run has nothing to do'
+	@$(BIN) plan --kubeconfig $(DEMO)/cluster/kubeconfig -f $(DEMO)/hardstrap.yaml --detailed-exitcode
+	@echo
+	@echo '$$ hardstrap verify --kubeconfig $(DEMO)/cluster/kubeconfig -f $(DEMO)/hardstrap.yaml'
+	@$(BIN) verify --kubeconfig $(DEMO)/cluster/kubeconfig -f $(DEMO)/hardstrap.yaml
+	@echo
+	@echo 'The control plane keeps running: KUBECONFIG=$(DEMO)/cluster/kubeconfig. Stop it with: make demo-down'
 
 demo-down: ## stop the demo control plane
 	cd e2e && $(GO) run ./cmd/lab down -dir ../$(DEMO)/cluster

@@ -12,7 +12,9 @@ import (
 // declares the order.
 func All() []Stage {
 	return []Stage{
-		&talosStage{}, // patch Talos machine configs (audit, OIDC, Pod Security, CNI, kube-proxy); apply to nodes
+		&talosStage{},  // patch Talos machine configs (audit, OIDC, Pod Security, CNI, kube-proxy); apply to nodes
+		&policyStage{}, // namespaces with Pod Security labels, RBAC, token hygiene, default-deny NetworkPolicies; prune
+		&verifyStage{}, // live proof: admission rejects and admits, can-i expectations, hygiene, NetworkPolicy enforcement
 	}
 }
 

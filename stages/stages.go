@@ -32,6 +32,8 @@ type Change struct {
 	Diff string `json:"diff,omitempty"`
 	// Result is filled by Apply: what was done beyond the change itself (e.g. a backup path).
 	Result string `json:"result,omitempty"`
+	// Blocked says why apply refuses this change unless the user allows it explicitly.
+	Blocked string `json:"blocked,omitempty"`
 
 	apply func(ctx context.Context) (string, error)
 }

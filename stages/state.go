@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/internal/kube"
 	"github.com/hardstrap/hardstrap/talos"
 )
 
@@ -26,6 +27,24 @@ type State struct {
 
 	// NewNodeClient creates the Talos API client; nil uses talos.NewNodeClient.
 	NewNodeClient func(ctx context.Context, o talos.NodeClientOptions) (NodeApplier, error)
+
+	// Kube says which cluster to talk to (KUBECONFIG, --kubeconfig, --context).
+	Kube kube.Options
+	// NewKube creates the Kubernetes client; nil uses kube.New.
+	NewKube func(o kube.Options) (*kube.Client, error)
+	// DryRun is set for plan: stages that only prove things (verify) skip themselves.
+	DryRun bool
+	// AllowViolatingPods lets apply raise a namespace's enforce level over running pods that
+	// violate it (--allow-violating-pods).
+	AllowViolatingPods bool
+	// ForceConflicts takes over fields another field manager owns (--force-conflicts).
+	ForceConflicts bool
+	// Checks are the verify stage's results, for the report.
+	Checks []Check
+
+	kubeOnce   sync.Once
+	kubeClient *kube.Client
+	kubeErr    error
 
 	nodeOnce   sync.Once
 	nodeClient NodeApplier
@@ -53,6 +72,19 @@ func (s *State) Nodes(ctx context.Context) (NodeApplier, error) {
 	})
 
 	return s.nodeClient, s.nodeErr
+}
+
+// KubeClient returns the Kubernetes client, creating it on first use.
+func (s *State) KubeClient() (*kube.Client, error) {
+	s.kubeOnce.Do(func() {
+		if s.NewKube != nil {
+			s.kubeClient, s.kubeErr = s.NewKube(s.Kube)
+		} else {
+			s.kubeClient, s.kubeErr = kube.New(s.Kube)
+		}
+	})
+
+	return s.kubeClient, s.kubeErr
 }
 
 // Close releases the clients the run created.

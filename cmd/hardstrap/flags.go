@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/urfave/cli/v2"
@@ -38,6 +40,8 @@ func stageFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringSliceFlag{Name: flagOnly, Usage: "run only these `STAGES` (comma-separated or repeated)"},
 		&cli.StringSliceFlag{Name: flagSkip, Usage: "skip these `STAGES` (comma-separated or repeated)"},
+		&cli.StringFlag{Name: "kubeconfig", TakesFile: true, Usage: "kubeconfig `FILE` for the cluster stages (default $KUBECONFIG, then ~/.kube/config)"},
+		&cli.StringFlag{Name: "context", Usage: "kubeconfig `CONTEXT` to use (default: the current one)"},
 		&cli.StringFlag{Name: "talosconfig", TakesFile: true, Usage: "Talos client config `FILE` for nodes (overrides talos.talosconfig, which overrides $TALOSCONFIG)"},
 	}
 }
@@ -71,4 +75,12 @@ func isTerminal(w any) bool {
 	st, err := f.Stat()
 
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// writeJSON prints v as indented JSON, for -o json.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+
+	return enc.Encode(v)
 }

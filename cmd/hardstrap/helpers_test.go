@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -289,8 +290,17 @@ func runLocked(ctx context.Context, args []string, stdout, stderr io.Writer) int
 }
 
 // hardstrap runs the CLI in-process with args (without the program name).
+//
+// These tests have no Kubernetes cluster: plan and apply run the talos stage only, unless a
+// test names stages itself (--only or --skip). The cluster stages are tested in stages/ and e2e/.
 func hardstrap(t *testing.T, args ...string) result {
 	t.Helper()
+
+	if len(args) > 0 && (args[0] == "plan" || args[0] == "apply") && !slices.ContainsFunc(args, func(a string) bool {
+		return strings.HasPrefix(a, "--only") || strings.HasPrefix(a, "--skip")
+	}) {
+		args = append([]string{args[0], "--only", "talos"}, args[1:]...)
+	}
 
 	var out, errb bytes.Buffer
 

@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/internal/kube"
 	"github.com/hardstrap/hardstrap/internal/suggest"
 	"github.com/hardstrap/hardstrap/stages"
 )
@@ -86,7 +87,7 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.Is(err, errChanges):
 		return exitChanges
-	case errors.As(err, &ue), errors.Is(err, config.ErrInvalid), errors.Is(err, stages.ErrUnknownStage):
+	case errors.As(err, &ue), errors.Is(err, config.ErrInvalid), errors.Is(err, stages.ErrUnknownStage), errors.Is(err, kube.ErrNoCluster):
 		return exitUsage
 	default:
 		return exitFailure
@@ -104,12 +105,16 @@ func newApp(stdout, stderr io.Writer) *cli.App {
            retention, OIDC, Pod Security admission defaults, CNI none and kube-proxy
            off when a policy CNI is installed; write files atomically with backups,
            or apply them to nodes through the Talos API
+   policy  server-side apply namespaces with Pod Security labels, RBAC, token
+           hygiene and default-deny NetworkPolicies; prune what the config dropped
+   verify  prove it live: violating pods rejected, can-i expectations, hygiene
 
 Start with:
 
    hardstrap init              write a commented hardstrap.yaml
    hardstrap plan              show what would change (changes nothing)
    hardstrap apply             make the changes; a re-run with nothing to do changes nothing
+   hardstrap verify            prove the cluster is hardened (PASS/FAIL with evidence)
 
 Exit codes: 0 success or no changes, 1 failure, 2 bad usage or invalid config,
 3 with 'plan --detailed-exitcode' when there are changes.`,
@@ -125,7 +130,9 @@ Exit codes: 0 success or no changes, 1 failure, 2 bad usage or invalid config,
 			initCommand(),
 			planCommand(),
 			applyCommand(),
+			verifyCommand(),
 			talosCommand(),
+			checkCommand(),
 			completionCommand(),
 		},
 	}

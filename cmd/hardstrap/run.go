@@ -1,13 +1,13 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/internal/kube"
 	"github.com/hardstrap/hardstrap/stages"
 )
 
@@ -20,6 +20,9 @@ type runOptions struct {
 	DryRun           bool
 	DetailedExitCode bool
 	Talosconfig      string
+	Kube             kube.Options
+	AllowViolating   bool
+	ForceConflicts   bool
 }
 
 func planCommand() *cli.Command {
@@ -68,6 +71,8 @@ Examples:
    hardstrap apply -o json`, joinNames()),
 		Flags: append([]cli.Flag{fileFlag(), outputFlag(), verboseFlag(),
 			&cli.BoolFlag{Name: "dry-run", Usage: "plan only: show what would change and change nothing"},
+			&cli.BoolFlag{Name: "allow-violating-pods", Usage: "raise a namespace's Pod Security enforce level even though running pods violate it"},
+			&cli.BoolFlag{Name: "force-conflicts", Usage: "take over fields another field manager owns (server-side apply --force-conflicts)"},
 		}, stageFlags()...),
 		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
@@ -77,6 +82,8 @@ Examples:
 			}
 
 			o.DryRun = c.Bool("dry-run")
+			o.AllowViolating = c.Bool("allow-violating-pods")
+			o.ForceConflicts = c.Bool("force-conflicts")
 
 			return runStages(c, o)
 		},
@@ -113,6 +120,7 @@ func readRunOptions(c *cli.Context) (runOptions, error) {
 		Only:        stages.SplitList(c.StringSlice(flagOnly)),
 		Skip:        stages.SplitList(c.StringSlice(flagSkip)),
 		Talosconfig: c.String("talosconfig"),
+		Kube:        kube.Options{Kubeconfig: c.String("kubeconfig"), Context: c.String("context")},
 	}, nil
 }
 
@@ -133,7 +141,7 @@ func runStages(c *cli.Context, o runOptions) error {
 		}
 	}
 
-	st := &stages.State{Config: cfg}
+	st := &stages.State{Config: cfg, Kube: o.Kube, DryRun: o.DryRun, AllowViolatingPods: o.AllowViolating, ForceConflicts: o.ForceConflicts}
 	defer st.Close() //nolint:errcheck // closing clients at exit
 
 	stdout := c.App.Writer
@@ -147,10 +155,7 @@ func runStages(c *cli.Context, o runOptions) error {
 
 	switch o.Output {
 	case "json":
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-
-		if err := enc.Encode(rep); err != nil {
+		if err := writeJSON(stdout, rep); err != nil {
 			return err
 		}
 	default:

@@ -61,6 +61,29 @@ apiServer:
 cni:
   name: cilium
   kubeProxyReplacement: true
+namespaces:
+  - name: production
+    podSecurity: restricted
+    defaultDenyNetworkPolicy: true
+rbac:
+  serviceAccounts:
+    - {name: backend-sa, namespace: production}
+  roles:
+    - {name: config-reader, namespace: production, preset: config-reader}
+    - {name: developer-read-only, namespace: production, preset: developer-read-only}
+  bindings:
+    - role: config-reader
+      namespace: production
+      subjects: [{kind: ServiceAccount, name: backend-sa, namespace: production}]
+    - role: developer-read-only
+      namespace: production
+      subjects: [{kind: User, name: "oidc:john@example.com"}]
+  expect:
+    - {as: "system:serviceaccount:production:backend-sa", verb: get, resource: secrets, namespace: production, allowed: true}
+    - {as: "system:serviceaccount:production:backend-sa", verb: create, resource: deployments, group: apps, namespace: production, allowed: false}
+    - {as: "oidc:john@example.com", groups: ["oidc:developers"], verb: list, resource: pods, namespace: production, allowed: true}
+    - {as: "oidc:john@example.com", groups: ["oidc:developers"], verb: create, resource: pods, namespace: production, allowed: false}
+    - {as: "oidc:john@example.com", verb: get, resource: secrets, namespace: production, allowed: false}
 `
 
 // env is one scenario run: a workspace patched by hardstrap and the cluster started from it.
@@ -87,6 +110,7 @@ func TestScenario(t *testing.T) {
 			t.Run("pod-security-default", e.testPodSecurityDefault)
 			t.Run("oidc", e.testOIDC)
 			t.Run("plan-after-apply", e.testPlanAfterApply)
+			t.Run("policy", e.testPolicy)
 		})
 	}
 }
@@ -108,6 +132,7 @@ func setup(t testing.TB, vc *talosconfig.VersionContract) *env {
 	write(t, filepath.Join(e.dir, "issuer-ca.pem"), e.issuer.CAPEM())
 	write(t, e.config, fmt.Appendf(nil, hardstrapYAML, e.issuer.URL()))
 
+	// The cluster does not exist yet: only the file stage can run, as on a fresh Talos install.
 	if out, code := hardstrap(t, "apply", "--only", "talos", "-f", e.config); code != 0 {
 		t.Fatalf("hardstrap apply: exit %d\n%s", code, out)
 	}
@@ -290,7 +315,7 @@ func (e *env) testOIDC(t *testing.T) {
 // testPlanAfterApply: with nothing changed, plan reports no changes (exit 0 with
 // --detailed-exitcode).
 func (e *env) testPlanAfterApply(t *testing.T) {
-	out, code := hardstrap(t, "plan", "--detailed-exitcode", "-f", e.config)
+	out, code := hardstrap(t, "plan", "--only", "talos", "--detailed-exitcode", "-f", e.config)
 	if code != 0 || !strings.Contains(out, "No changes") {
 		t.Errorf("plan after apply: exit %d, want 0 and No changes\n%s", code, out)
 	}

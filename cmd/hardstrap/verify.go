@@ -1,0 +1,83 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/internal/kube"
+	"github.com/hardstrap/hardstrap/stages"
+)
+
+func verifyCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "verify",
+		Usage: "prove against the live cluster that the hardening in hardstrap.yaml holds",
+		Description: `verify asks the API server itself, changing nothing:
+
+   - every namespace that enforces a Pod Security level rejects a pod violating it and admits
+     a compliant one (server-side dry-run creates; the API's reason is the evidence);
+   - every rbac.expect entry holds (SubjectAccessReview, as 'kubectl auth can-i --as');
+   - the default ServiceAccount of each managed namespace does not automount tokens;
+   - default-deny NetworkPolicies exist where requested, and a CNI that enforces them runs
+     (WARN when none does: the policies exist but nothing applies them).
+
+Each check prints PASS, FAIL or WARN with its evidence. Exit 1 on any FAIL (or WARN with
+--strict). apply runs the same checks as its last stage.
+
+Examples:
+   hardstrap verify
+   hardstrap verify --kubeconfig lab.kubeconfig -o json
+   hardstrap verify --strict`,
+		Flags: []cli.Flag{
+			fileFlag(), outputFlag(),
+			&cli.StringFlag{Name: "kubeconfig", TakesFile: true, Usage: "kubeconfig `FILE` (default $KUBECONFIG, then ~/.kube/config)"},
+			&cli.StringFlag{Name: "context", Usage: "kubeconfig `CONTEXT` to use"},
+			&cli.BoolFlag{Name: "strict", Usage: "fail on warnings too"},
+		},
+		OnUsageError: onUsageError,
+		Action: func(c *cli.Context) error {
+			format, err := outputFormat(c)
+			if err != nil {
+				return err
+			}
+
+			cfg, err := config.Load(c.String(flagFile))
+			if err != nil {
+				return err
+			}
+
+			st := &stages.State{Config: cfg, Kube: kube.Options{Kubeconfig: c.String("kubeconfig"), Context: c.String("context")}}
+
+			checks, err := stages.Verify(c.Context, st)
+			if err != nil {
+				return err
+			}
+
+			verdict := stages.Verdict(checks, c.Bool("strict"))
+
+			if format == "json" {
+				if err := writeJSON(c.App.Writer, map[string]any{"cluster": cfg.Metadata.Name, "checks": checks, "passed": verdict == nil}); err != nil {
+					return err
+				}
+			} else {
+				renderChecks(c.App.Writer, checks)
+			}
+
+			return verdict
+		},
+	}
+}
+
+func renderChecks(w io.Writer, checks []stages.Check) {
+	counts := map[stages.CheckStatus]int{}
+
+	for _, ch := range checks {
+		counts[ch.Status]++
+		fmt.Fprintf(w, " %s  %s\n        %s\n", ch.Status, ch.Name, ch.Evidence)
+	}
+
+	fmt.Fprintf(w, "\n%d checks: %d passed, %d failed, %d warnings.\n", len(checks), counts[stages.Pass], counts[stages.Fail], counts[stages.Warn])
+}

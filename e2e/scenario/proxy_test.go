@@ -1,0 +1,85 @@
+package scenario
+
+import (
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// countingProxy sits between hardstrap and the API server and counts what hardstrap sends,
+// split into reads and writes. hardstrap reaches it through KUBECONFIG.
+type countingProxy struct {
+	reads, dryRuns, writes atomic.Int64
+	kubeconfig             string
+}
+
+func newCountingProxy(b testing.TB, upstream *rest.Config) *countingProxy {
+	b.Helper()
+
+	target, err := url.Parse(upstream.Host)
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	transport, err := rest.TransportFor(upstream)
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	p := &countingProxy{}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.Transport = transport
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodGet || r.Method == http.MethodHead:
+			p.reads.Add(1)
+		case r.URL.Query().Get("dryRun") != "":
+			p.dryRuns.Add(1) // server-side dry runs persist nothing
+		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "reviews"):
+			p.reads.Add(1) // SubjectAccessReviews and friends are questions, stored nowhere
+		default:
+			p.writes.Add(1)
+		}
+
+		rp.ServeHTTP(w, r)
+	})}
+
+	go srv.Serve(l) //nolint:errcheck // ends with Close
+
+	b.Cleanup(func() { srv.Close() })
+
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["bench"] = &clientcmdapi.Cluster{Server: "http://" + l.Addr().String()}
+	cfg.AuthInfos["bench"] = &clientcmdapi.AuthInfo{}
+	cfg.Contexts["bench"] = &clientcmdapi.Context{Cluster: "bench", AuthInfo: "bench"}
+	cfg.CurrentContext = "bench"
+	p.kubeconfig = filepath.Join(b.TempDir(), "kubeconfig")
+
+	if err := clientcmd.WriteToFile(*cfg, p.kubeconfig); err != nil {
+		b.Fatal(err)
+	}
+
+	return p
+}
+
+// reset zeroes the counters.
+func (p *countingProxy) reset() {
+	p.reads.Store(0)
+	p.dryRuns.Store(0)
+	p.writes.Store(0)
+}

@@ -1,0 +1,113 @@
+// Package kube builds the Kubernetes clients hardstrap uses, honouring KUBECONFIG, --kubeconfig
+// and --context like kubectl, and records the API server's warnings (admission warnings are
+// evidence hardstrap shows the user).
+package kube
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// FieldManager is the one server-side apply field manager hardstrap uses, so re-runs converge
+// and never fight other managers silently.
+const FieldManager = "hardstrap"
+
+// ManagedByLabel marks every object hardstrap creates; pruning only ever considers these.
+const (
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	ManagedByValue = "hardstrap"
+	// ClusterLabel names the hardstrap.yaml cluster that owns the object.
+	ClusterLabel = "hardstrap.dev/cluster"
+)
+
+// ErrNoCluster is returned when no kubeconfig names a cluster to talk to.
+var ErrNoCluster = errors.New("no Kubernetes cluster configured")
+
+// Options choose the kubeconfig and context.
+type Options struct {
+	// Kubeconfig is a path; "" uses $KUBECONFIG, then ~/.kube/config.
+	Kubeconfig string
+	// Context is the kubeconfig context; "" uses the current one.
+	Context string
+}
+
+// Client bundles the typed and dynamic clients of one cluster.
+type Client struct {
+	Typed   kubernetes.Interface
+	Dynamic dynamic.Interface
+	REST    *rest.Config
+	// Host is the API server URL, for messages.
+	Host string
+
+	warnings *Warnings
+}
+
+// New builds a Client from kubeconfig options.
+func New(o Options) (*Client, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if o.Kubeconfig != "" {
+		rules.ExplicitPath = o.Kubeconfig
+	}
+
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: o.Context}).ClientConfig()
+	if clientcmd.IsEmptyConfig(err) {
+		return nil, fmt.Errorf("%w: set KUBECONFIG or pass --kubeconfig, or run only the file stages with --only talos", ErrNoCluster)
+	}
+
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig: %w", err)
+	}
+
+	return FromREST(cfg)
+}
+
+// FromREST builds a Client from a rest.Config (tests).
+func FromREST(cfg *rest.Config) (*Client, error) {
+	cfg = rest.CopyConfig(cfg)
+	w := &Warnings{}
+	cfg.WarningHandler = w
+	cfg.UserAgent = "hardstrap"
+
+	typed, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+
+	return &Client{Typed: typed, Dynamic: dyn, REST: cfg, Host: cfg.Host, warnings: w}, nil
+}
+
+// Warnings collects the API server's warning headers.
+type Warnings struct {
+	mu   sync.Mutex
+	list []string
+}
+
+// HandleWarningHeader implements rest.WarningHandler.
+func (w *Warnings) HandleWarningHeader(_ int, _ string, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+
+	w.list = append(w.list, text)
+}
+
+// Take returns the warnings received since the last Take and forgets them.
+func (c *Client) Take() []string {
+	c.warnings.mu.Lock()
+	defer c.warnings.mu.Unlock()
+
+	out := c.warnings.list
+	c.warnings.list = nil
+
+	return out
+}
