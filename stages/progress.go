@@ -67,6 +67,8 @@ func (p *TextProgress) Done(st Stage, r *StageReport, err error) {
 		fmt.Fprintf(p.W, " ✗ %s\n", st.Title())
 	case r.Status == StatusPlanned:
 		fmt.Fprintf(p.W, " • %s: %s planned\n", st.Title(), count(len(r.Items), "change"))
+	case len(r.Checks) > 0:
+		fmt.Fprintf(p.W, " ✓ %s (%s)\n", st.Title(), checkCounts(r.Checks))
 	case r.Status == StatusUpToDate:
 		fmt.Fprintf(p.W, " ✓ %s (no changes)\n", st.Title())
 	default:
@@ -80,4 +82,22 @@ func count(n int, noun string) string {
 	}
 
 	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+func checkCounts(checks []Check) string {
+	n := map[CheckStatus]int{}
+	for _, c := range checks {
+		n[c.Status]++
+	}
+
+	out := fmt.Sprintf("%d passed", n[Pass])
+	if n[Fail] > 0 {
+		out += fmt.Sprintf(", %d failed", n[Fail])
+	}
+
+	if n[Warn] > 0 {
+		out += fmt.Sprintf(", %s", count(n[Warn], "warning"))
+	}
+
+	return out
 }

@@ -24,7 +24,14 @@ func RenderText(w io.Writer, rep *Report, o RenderOptions) {
 			stagesWithChanges++
 		}
 
-		if len(sr.Items) == 0 && len(sr.Warnings) == 0 && !o.Notes {
+		if len(sr.Items) == 0 && len(sr.Warnings) == 0 && len(sr.Checks) == 0 && !o.Notes {
+			continue
+		}
+
+		if len(sr.Checks) > 0 {
+			fmt.Fprintf(w, "\n%s: %s\n", sr.Name, count(len(sr.Checks), "check"))
+			RenderChecks(w, sr.Checks, o.Notes)
+
 			continue
 		}
 
@@ -92,4 +99,16 @@ func indent(s, prefix string) string {
 	}
 
 	return strings.Join(lines, "\n")
+}
+
+// RenderChecks prints verify results: one line each, the evidence under FAIL and WARN always
+// and under PASS when verbose.
+func RenderChecks(w io.Writer, checks []Check, verbose bool) {
+	for _, ch := range checks {
+		fmt.Fprintf(w, "  %s  %s\n", ch.Status, ch.Name)
+
+		if verbose || ch.Status != Pass {
+			fmt.Fprintf(w, "        %s\n", ch.Evidence)
+		}
+	}
 }

@@ -45,6 +45,8 @@ type Changes struct {
 	Notes []string `json:"notes,omitempty"`
 	// Warnings are things that may be wrong but do not stop the run.
 	Warnings []string `json:"warnings,omitempty"`
+	// Checks are the results of live proof a stage ran (verify), always shown.
+	Checks []Check `json:"checks,omitempty"`
 }
 
 // Empty reports whether the stage has nothing to do.

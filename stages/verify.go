@@ -59,9 +59,7 @@ func (*verifyStage) Plan(ctx context.Context, s *State) (Changes, error) {
 		return c, err
 	}
 
-	for _, ch := range checks {
-		c.Notes = append(c.Notes, fmt.Sprintf("%s %s: %s", ch.Status, ch.Name, ch.Evidence))
-	}
+	c.Checks = checks
 
 	return c, Verdict(checks, false)
 }

@@ -32,7 +32,7 @@ Examples:
    hardstrap verify --kubeconfig lab.kubeconfig -o json
    hardstrap verify --strict`,
 		Flags: []cli.Flag{
-			fileFlag(), outputFlag(),
+			fileFlag(), outputFlag(), verboseFlag(),
 			&cli.StringFlag{Name: "kubeconfig", TakesFile: true, Usage: "kubeconfig `FILE` (default $KUBECONFIG, then ~/.kube/config)"},
 			&cli.StringFlag{Name: "context", Usage: "kubeconfig `CONTEXT` to use"},
 			&cli.BoolFlag{Name: "strict", Usage: "fail on warnings too"},
@@ -63,7 +63,7 @@ Examples:
 					return err
 				}
 			} else {
-				renderChecks(c.App.Writer, checks)
+				renderChecks(c.App.Writer, checks, c.Bool(flagVerbose))
 			}
 
 			return verdict
@@ -71,13 +71,12 @@ Examples:
 	}
 }
 
-func renderChecks(w io.Writer, checks []stages.Check) {
+func renderChecks(w io.Writer, checks []stages.Check, verbose bool) {
 	counts := map[stages.CheckStatus]int{}
-
 	for _, ch := range checks {
 		counts[ch.Status]++
-		fmt.Fprintf(w, " %s  %s\n        %s\n", ch.Status, ch.Name, ch.Evidence)
 	}
 
+	stages.RenderChecks(w, checks, verbose)
 	fmt.Fprintf(w, "\n%d checks: %d passed, %d failed, %d warnings.\n", len(checks), counts[stages.Pass], counts[stages.Fail], counts[stages.Warn])
 }

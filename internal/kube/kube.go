@@ -73,6 +73,9 @@ func FromREST(cfg *rest.Config) (*Client, error) {
 	w := &Warnings{}
 	cfg.WarningHandler = w
 	cfg.UserAgent = "hardstrap"
+	// client-go's default (5 requests/s) would throttle a plan of a few dozen objects; the
+	// server's own priority and fairness still applies.
+	cfg.QPS, cfg.Burst = 50, 100
 
 	typed, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
