@@ -30,11 +30,11 @@ demo: build ## patch fresh Talos configs, start a local control plane from the r
 	@echo '$$ starting kube-apiserver, kube-controller-manager and etcd from $(DEMO)/controlplane.yaml'
 	cd e2e && $(GO) run ./cmd/lab up -dir ../$(DEMO)/cluster -config ../$(DEMO)/controlplane.yaml
 	@echo
-	@echo '$$ hardstrap apply --kubeconfig $(DEMO)/cluster/kubeconfig -f $(DEMO)/hardstrap.yaml'
-	@$(BIN) apply --kubeconfig $(DEMO)/cluster/kubeconfig -f $(DEMO)/hardstrap.yaml
+	@echo '$$ hardstrap apply --skip charts --kubeconfig $(DEMO)/cluster/kubeconfig -f $(DEMO)/hardstrap.yaml   # chart repositories are out of reach offline'
+	@$(BIN) apply --skip charts --kubeconfig $(DEMO)/cluster/kubeconfig -f $(DEMO)/hardstrap.yaml
 	@echo
-	@echo '$$ hardstrap plan --kubeconfig $(DEMO)/cluster/kubeconfig -f $(DEMO)/hardstrap.yaml --detailed-exitcode   # a re-run has nothing to do'
-	@$(BIN) plan --kubeconfig $(DEMO)/cluster/kubeconfig -f $(DEMO)/hardstrap.yaml --detailed-exitcode
+	@echo '$$ hardstrap plan --skip charts --kubeconfig $(DEMO)/cluster/kubeconfig -f $(DEMO)/hardstrap.yaml --detailed-exitcode   # a re-run has nothing to do'
+	@$(BIN) plan --skip charts --kubeconfig $(DEMO)/cluster/kubeconfig -f $(DEMO)/hardstrap.yaml --detailed-exitcode
 	@echo
 	@echo '$$ hardstrap verify --kubeconfig $(DEMO)/cluster/kubeconfig -f $(DEMO)/hardstrap.yaml'
 	@$(BIN) verify --kubeconfig $(DEMO)/cluster/kubeconfig -f $(DEMO)/hardstrap.yaml

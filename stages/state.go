@@ -5,6 +5,9 @@ import (
 	"sync"
 	"time"
 
+	"helm.sh/helm/v3/pkg/action"
+
+	"github.com/hardstrap/hardstrap/charts"
 	"github.com/hardstrap/hardstrap/internal/config"
 	"github.com/hardstrap/hardstrap/internal/kube"
 	"github.com/hardstrap/hardstrap/talos"
@@ -41,6 +44,16 @@ type State struct {
 	ForceConflicts bool
 	// Checks are the verify stage's results, for the report.
 	Checks []Check
+
+	// HelmConfig returns the Helm action configuration for releases in a namespace; nil talks
+	// to the cluster of KubeClient, keeping release records in Secrets (tests inject memory).
+	HelmConfig func(namespace string) (*action.Configuration, error)
+	// Fetcher downloads and verifies charts; nil uses a charts.Fetcher with its default cache.
+	Fetcher *charts.Fetcher
+	// Wait overrides each release's wait from hardstrap.yaml (--wait, --wait=false); nil keeps it.
+	Wait *bool
+	// Timeout bounds each Helm operation and its wait (--timeout); 0 uses DefaultHelmTimeout.
+	Timeout time.Duration
 
 	kubeOnce   sync.Once
 	kubeClient *kube.Client

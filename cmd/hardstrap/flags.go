@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/stages"
 )
 
 // Flag names shared by several commands.
@@ -44,6 +45,23 @@ func stageFlags() []cli.Flag {
 		&cli.StringFlag{Name: "context", Usage: "kubeconfig `CONTEXT` to use (default: the current one)"},
 		&cli.StringFlag{Name: "talosconfig", TakesFile: true, Usage: "Talos client config `FILE` for nodes (overrides talos.talosconfig, which overrides $TALOSCONFIG)"},
 	}
+}
+
+// helmFlags choose how the charts stage waits for its releases.
+func helmFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "wait", Usage: "wait for each chart's workloads to be ready; --wait=false never waits", DefaultText: "each release's wait: in hardstrap.yaml"},
+		&cli.DurationFlag{Name: "timeout", Value: stages.DefaultHelmTimeout, Usage: "how long each Helm install or upgrade, and its wait, may take"},
+	}
+}
+
+// readHelmFlags copies --wait (only when given) and --timeout into o.
+func readHelmFlags(c *cli.Context, o *runOptions) {
+	if c.IsSet("wait") {
+		o.Wait = new(c.Bool("wait"))
+	}
+
+	o.Timeout = c.Duration("timeout")
 }
 
 // configFile is -f, or the default when it is empty (HARDSTRAP_CONFIG set but empty).

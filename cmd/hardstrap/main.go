@@ -133,6 +133,7 @@ Exit codes: 0 success or no changes, 1 failure, 2 bad usage or invalid config,
 			verifyCommand(),
 			talosCommand(),
 			checkCommand(),
+			chartsCommand(),
 			completionCommand(),
 		},
 	}

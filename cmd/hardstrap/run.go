@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -23,6 +24,8 @@ type runOptions struct {
 	Kube             kube.Options
 	AllowViolating   bool
 	ForceConflicts   bool
+	Wait             *bool
+	Timeout          time.Duration
 }
 
 func planCommand() *cli.Command {
@@ -40,7 +43,7 @@ Examples:
    hardstrap plan -o json | jq '.changes'`,
 		Flags: append([]cli.Flag{fileFlag(), outputFlag(), verboseFlag(),
 			&cli.BoolFlag{Name: "detailed-exitcode", Usage: "exit 3 when the plan has changes, 0 when it has none"},
-		}, stageFlags()...),
+		}, append(stageFlags(), helmFlags()...)...),
 		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
 			o, err := readRunOptions(c)
@@ -73,7 +76,7 @@ Examples:
 			&cli.BoolFlag{Name: "dry-run", Usage: "plan only: show what would change and change nothing"},
 			&cli.BoolFlag{Name: "allow-violating-pods", Usage: "raise a namespace's Pod Security enforce level even though running pods violate it"},
 			&cli.BoolFlag{Name: "force-conflicts", Usage: "take over fields another field manager owns (server-side apply --force-conflicts)"},
-		}, stageFlags()...),
+		}, append(stageFlags(), helmFlags()...)...),
 		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
 			o, err := readRunOptions(c)
@@ -113,7 +116,7 @@ func readRunOptions(c *cli.Context) (runOptions, error) {
 		return runOptions{}, err
 	}
 
-	return runOptions{
+	o := runOptions{
 		File:        configFile(c),
 		Output:      format,
 		Verbose:     c.Bool(flagVerbose),
@@ -121,7 +124,10 @@ func readRunOptions(c *cli.Context) (runOptions, error) {
 		Skip:        stages.SplitList(c.StringSlice(flagSkip)),
 		Talosconfig: c.String("talosconfig"),
 		Kube:        kube.Options{Kubeconfig: c.String("kubeconfig"), Context: c.String("context")},
-	}, nil
+	}
+	readHelmFlags(c, &o)
+
+	return o, nil
 }
 
 func runStages(c *cli.Context, o runOptions) error {
@@ -141,7 +147,8 @@ func runStages(c *cli.Context, o runOptions) error {
 		}
 	}
 
-	st := &stages.State{Config: cfg, Kube: o.Kube, DryRun: o.DryRun, AllowViolatingPods: o.AllowViolating, ForceConflicts: o.ForceConflicts}
+	st := &stages.State{Config: cfg, Kube: o.Kube, DryRun: o.DryRun, AllowViolatingPods: o.AllowViolating, ForceConflicts: o.ForceConflicts,
+		Wait: o.Wait, Timeout: o.Timeout}
 	defer st.Close() //nolint:errcheck // closing clients at exit
 
 	stdout := c.App.Writer

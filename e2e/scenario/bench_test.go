@@ -29,7 +29,7 @@ func BenchmarkApply(b *testing.B) {
 			write(b, cp, talostest.GenerateConfig(b, talosconfig.TalosVersionCurrent, machine.TypeControlPlane))
 			b.StartTimer()
 
-			if out, code := hardstrap(b, "apply", "-f", e.config); code != 0 {
+			if out, code := hardstrap(b, "apply", "--skip", "charts", "-f", e.config); code != 0 {
 				b.Fatalf("apply: exit %d\n%s", code, out)
 			}
 		}
@@ -46,7 +46,7 @@ func BenchmarkApply(b *testing.B) {
 		proxy.reset()
 
 		for b.Loop() {
-			if out, code := hardstrap(b, "apply", "-f", e.config); code != 0 {
+			if out, code := hardstrap(b, "apply", "--skip", "charts", "-f", e.config); code != 0 {
 				b.Fatalf("apply: exit %d\n%s", code, out)
 			}
 		}

@@ -1,0 +1,488 @@
+package stages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/release"
+	"helm.sh/helm/v3/pkg/storage/driver"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/hardstrap/hardstrap/charts"
+)
+
+// DefaultHelmTimeout bounds each Helm operation, and its wait, when --timeout is not given.
+const DefaultHelmTimeout = 5 * time.Minute
+
+// helmMaxHistory is how many revisions of a release Helm keeps.
+const helmMaxHistory = 10
+
+// defaultNodeGrace is how long a release that waits gives the nodes to turn Ready after this
+// run installed the CNI: the kubelet reports Ready only some seconds after the CNI is up.
+const defaultNodeGrace = 2 * time.Minute
+
+// ErrNoReadyNodes is returned when a release is to be waited for but no node can run its pods.
+var ErrNoReadyNodes = errors.New("no Ready nodes")
+
+// chartsStage installs and upgrades the Helm releases hardstrap.yaml asks for (the CNI,
+// sealed-secrets, External Secrets Operator) with the Helm SDK, in order, and recovers
+// releases an interrupted Helm operation left pending.
+type chartsStage struct {
+	// nodeGrace overrides defaultNodeGrace (tests).
+	nodeGrace time.Duration
+}
+
+var _ Stage = (*chartsStage)(nil)
+
+func (*chartsStage) Name() string  { return "charts" }
+func (*chartsStage) Title() string { return "Installing charts" }
+
+// chartsRun is what the changes of one plan share while they are applied.
+type chartsRun struct {
+	stage *chartsStage
+	state *State
+	// cniChanged is set once the CNI release was installed, upgraded or recovered.
+	cniChanged bool
+}
+
+// planned is one release with its chart fetched, its desired values and its Helm history.
+type planned struct {
+	rel     charts.Release
+	fetched *charts.Fetched
+	values  map[string]any // desired values, normalised
+	cfg     *action.Configuration
+	history []*release.Release // oldest first
+}
+
+func (p *planned) target() string { return "release " + p.rel.Namespace + "/" + p.rel.ReleaseName }
+
+func (p *planned) chartName() string { return chartLabel(p.fetched.Chart) }
+
+// Plan fetches and verifies every chart (a wrong digest fails here, before anything is
+// installed), then compares each release's last revision with the chart and values wanted.
+func (st *chartsStage) Plan(ctx context.Context, s *State) (Changes, error) {
+	var c Changes
+
+	rels, err := charts.Releases(s.Config)
+	if err != nil {
+		return c, err
+	}
+
+	fetcher := s.Fetcher
+	if fetcher == nil {
+		fetcher = &charts.Fetcher{}
+	}
+
+	run := &chartsRun{stage: st, state: s}
+
+	for _, r := range rels {
+		p, err := loadPlanned(ctx, s, fetcher, r)
+		if err != nil {
+			return c, err
+		}
+
+		ch, note := run.change(p)
+		if ch == nil {
+			c.Notes = append(c.Notes, note)
+			continue
+		}
+
+		c.Items = append(c.Items, *ch)
+	}
+
+	return c, nil
+}
+
+// Apply performs the changes in plan order: the CNI before anything that needs a network.
+func (*chartsStage) Apply(ctx context.Context, _ *State, c Changes) error { return applyAll(ctx, c) }
+
+func loadPlanned(ctx context.Context, s *State, f *charts.Fetcher, r charts.Release) (*planned, error) {
+	name := r.Namespace + "/" + r.ReleaseName
+
+	// The cluster first: without one, fail before downloading anything.
+	cfg, err := s.helmConfig(r.Namespace)
+	if err != nil {
+		return nil, err
+	}
+
+	fetched, err := f.Fetch(ctx, r.Source)
+	if err != nil {
+		return nil, fmt.Errorf("release %s (%s): %w", name, r.Field, err)
+	}
+
+	values, err := normalValues(r.Values)
+	if err != nil {
+		return nil, fmt.Errorf("release %s: %w", name, err)
+	}
+
+	history, err := action.NewHistory(cfg).Run(r.ReleaseName)
+	if err != nil && !errors.Is(err, driver.ErrReleaseNotFound) {
+		return nil, fmt.Errorf("read Helm history of release %s: %w", name, err)
+	}
+
+	slices.SortFunc(history, func(a, b *release.Release) int { return a.Version - b.Version })
+
+	return &planned{rel: r, fetched: fetched, values: values, cfg: cfg, history: history}, nil
+}
+
+// change decides what one release needs: nothing (a note), install, upgrade, reinstall or
+// recover.
+func (run *chartsRun) change(p *planned) (*Change, string) {
+	if len(p.history) == 0 {
+		return run.newChange(p, "install", []string{"install chart " + p.chartName() + p.digestNote()}, valuesDiff(nil, p.values), run.install(p, false)), ""
+	}
+
+	last := p.history[len(p.history)-1]
+	status := last.Info.Status
+	lastValues, _ := normalValues(last.Config)
+	deployed := lastWith(p.history, release.StatusDeployed)
+
+	switch {
+	case status == release.StatusDeployed && sameChart(last.Chart, p.fetched.Chart) && sameValues(lastValues, p.values):
+		return nil, fmt.Sprintf("%s: %s deployed (revision %d), up to date", p.target(), p.chartName(), last.Version)
+
+	case status == release.StatusDeployed, status == release.StatusSuperseded:
+		return run.newChange(p, "upgrade", upgradeSummary(last, p), valuesDiff(lastValues, p.values), run.upgrade(p)), ""
+
+	// Helm upgrades over a failed revision when an earlier one was deployed, and over one in
+	// an unknown state only from a revision still deployed.
+	case status == release.StatusFailed && (deployed != nil || lastWith(p.history, release.StatusSuperseded) != nil),
+		status == release.StatusUnknown && deployed != nil:
+		summary := append([]string{fmt.Sprintf("revision %d %s (%s): upgrade over it", last.Version, status, last.Info.Description)}, upgradeSummary(last, p)...)
+
+		return run.newChange(p, "upgrade", summary, valuesDiff(lastValues, p.values), run.upgrade(p)), ""
+
+	case status == release.StatusFailed:
+		summary := []string{
+			fmt.Sprintf("revision %d %s (%s) and no revision was ever deployed: install chart %s again as revision %d", last.Version, status, last.Info.Description, p.chartName(), last.Version+1),
+		}
+
+		return run.newChange(p, "reinstall", summary, valuesDiff(lastValues, p.values), run.install(p, true)), ""
+
+	case status == release.StatusUninstalled:
+		summary := []string{fmt.Sprintf("uninstalled with its history kept (revision %d): install chart %s again as revision %d", last.Version, p.chartName(), last.Version+1)}
+
+		return run.newChange(p, "install", summary, valuesDiff(nil, p.values), run.install(p, true)), ""
+	}
+
+	return run.recoverChange(p, last, lastValues, deployed), ""
+}
+
+// recoverChange plans the way out of a release an interrupted Helm operation left pending,
+// uninstalling or unknown, which Helm itself refuses to touch ("another operation is in
+// progress").
+func (run *chartsRun) recoverChange(p *planned, last *release.Release, lastValues map[string]any, deployed *release.Release) *Change {
+	status := last.Info.Status
+	stuck := fmt.Sprintf("revision %d is stuck in %s since %s (%s)", last.Version, status, last.Info.LastDeployed.UTC().Format(time.RFC3339), interrupted(status))
+	caveat := "if a Helm operation on this release is in fact still running elsewhere, stop this run and let it finish"
+
+	if status == release.StatusPendingInstall || status == release.StatusUninstalling || status == release.StatusUnknown || deployed == nil {
+		summary := []string{
+			stuck,
+			fmt.Sprintf("uninstall it (deleting what the interrupted operation created), then install chart %s", p.chartName()),
+			caveat,
+		}
+
+		return run.newChange(p, "recover", summary, valuesDiff(nil, p.values), run.uninstallThenInstall(p))
+	}
+
+	// pending-upgrade or pending-rollback over a deployed revision.
+	deployedValues, _ := normalValues(deployed.Config)
+	upgradeAfter := !sameChart(deployed.Chart, p.fetched.Chart) || !sameValues(deployedValues, p.values)
+
+	next := fmt.Sprintf("roll back to revision %d, the last deployed (%s), which already matches hardstrap.yaml", deployed.Version, chartLabel(deployed.Chart))
+	if upgradeAfter {
+		next = fmt.Sprintf("roll back to revision %d, the last deployed (%s), then upgrade: %s", deployed.Version, chartLabel(deployed.Chart), strings.Join(upgradeSummary(deployed, p), "; "))
+	}
+
+	return run.newChange(p, "recover", []string{stuck, next, caveat}, valuesDiff(lastValues, p.values), run.rollbackThenUpgrade(p, last.Version, deployed.Version, upgradeAfter))
+}
+
+func interrupted(s release.Status) string {
+	switch s {
+	case release.StatusPendingInstall:
+		return "an install was interrupted"
+	case release.StatusPendingUpgrade:
+		return "an upgrade was interrupted"
+	case release.StatusPendingRollback:
+		return "a rollback was interrupted"
+	case release.StatusUninstalling:
+		return "an uninstall was interrupted"
+	default:
+		return "Helm does not know how its last operation ended"
+	}
+}
+
+// step is one Helm operation of a change; it returns what it did.
+type step func(ctx context.Context, wait bool, timeout time.Duration) (string, error)
+
+// newChange builds a change whose apply checks that waiting can succeed, then runs steps.
+func (run *chartsRun) newChange(p *planned, act string, summary []string, diff string, steps ...step) *Change {
+	wait, timeout := run.waitFor(p.rel)
+	if wait {
+		summary = append(summary, fmt.Sprintf("wait up to %s for its workloads to be ready", timeout))
+	}
+
+	return &Change{
+		Action: act, Target: p.target(), Summary: summary, Diff: diff,
+		apply: func(ctx context.Context) (string, error) {
+			if wait {
+				if err := run.checkNodes(ctx, p.rel); err != nil {
+					return "", err
+				}
+			}
+
+			var done []string
+
+			for _, do := range steps {
+				res, err := do(ctx, wait, timeout)
+				if err != nil {
+					return strings.Join(done, "; "), fmt.Errorf("%s %s: %w", act, p.target(), err)
+				}
+
+				done = append(done, res)
+			}
+
+			if isCNI(p.rel) {
+				run.cniChanged = true
+			}
+
+			return strings.Join(done, "; "), nil
+		},
+	}
+}
+
+func (run *chartsRun) waitFor(r charts.Release) (bool, time.Duration) {
+	wait := r.Wait
+	if run.state.Wait != nil {
+		wait = *run.state.Wait
+	}
+
+	timeout := run.state.Timeout
+	if timeout <= 0 {
+		timeout = DefaultHelmTimeout
+	}
+
+	return wait, timeout
+}
+
+func (run *chartsRun) install(p *planned, replace bool) step {
+	return func(ctx context.Context, wait bool, timeout time.Duration) (string, error) {
+		i := action.NewInstall(p.cfg)
+		i.ReleaseName, i.Namespace, i.CreateNamespace = p.rel.ReleaseName, p.rel.Namespace, true
+		i.Wait, i.Timeout = wait, timeout
+		i.SkipCRDs = false // crds/ go in before the templates
+		i.Replace = replace
+
+		rel, err := i.RunWithContext(ctx, p.fetched.Chart, copyValues(p.values))
+		if err != nil {
+			return "", err
+		}
+
+		return fmt.Sprintf("installed %s: revision %d %s", chartLabel(rel.Chart), rel.Version, rel.Info.Status), nil
+	}
+}
+
+func (run *chartsRun) upgrade(p *planned) step {
+	return func(ctx context.Context, wait bool, timeout time.Duration) (string, error) {
+		u := action.NewUpgrade(p.cfg)
+		u.Namespace = p.rel.Namespace
+		u.Wait, u.Timeout = wait, timeout
+		u.MaxHistory = helmMaxHistory
+		// The values are exactly hardstrap's: never merged with, or reused from, the last
+		// revision, so removing a value removes it.
+		u.ResetValues = true
+
+		rel, err := u.RunWithContext(ctx, p.rel.ReleaseName, p.fetched.Chart, copyValues(p.values))
+		if err != nil {
+			return "", err
+		}
+
+		return fmt.Sprintf("upgraded to %s: revision %d %s", chartLabel(rel.Chart), rel.Version, rel.Info.Status), nil
+	}
+}
+
+func (run *chartsRun) uninstallThenInstall(p *planned) step {
+	install := run.install(p, false)
+
+	return func(ctx context.Context, wait bool, timeout time.Duration) (string, error) {
+		u := action.NewUninstall(p.cfg)
+		u.Timeout = timeout
+
+		if _, err := u.Run(p.rel.ReleaseName); err != nil {
+			return "", fmt.Errorf("uninstall the stuck release: %w", err)
+		}
+
+		res, err := install(ctx, wait, timeout)
+		if err != nil {
+			return "uninstalled the stuck release", err
+		}
+
+		return "uninstalled the stuck release; " + res, nil
+	}
+}
+
+// rollbackThenUpgrade rolls back to revision to, marks the stuck revision failed (Helm leaves
+// it pending for ever otherwise, in `helm history`), and upgrades when the plan said so.
+func (run *chartsRun) rollbackThenUpgrade(p *planned, stuck, to int, upgradeAfter bool) step {
+	upgrade := run.upgrade(p)
+
+	return func(ctx context.Context, wait bool, timeout time.Duration) (string, error) {
+		r := action.NewRollback(p.cfg)
+		r.Version, r.Wait, r.Timeout, r.MaxHistory = to, wait, timeout, helmMaxHistory
+
+		if err := r.Run(p.rel.ReleaseName); err != nil {
+			return "", fmt.Errorf("roll back to revision %d: %w", to, err)
+		}
+
+		done := fmt.Sprintf("rolled back to revision %d", to)
+
+		if rel, err := p.cfg.Releases.Get(p.rel.ReleaseName, stuck); err == nil && rel.Info.Status.IsPending() {
+			was := rel.Info.Status
+			rel.SetStatus(release.StatusFailed, fmt.Sprintf("interrupted; hardstrap rolled back to revision %d", to))
+
+			if err := p.cfg.Releases.Update(rel); err != nil {
+				done += fmt.Sprintf(" (revision %d stays %s in the history: %v)", stuck, was, err)
+			}
+		}
+
+		if !upgradeAfter {
+			return done, nil
+		}
+
+		res, err := upgrade(ctx, wait, timeout)
+		if err != nil {
+			return done, err
+		}
+
+		return done + "; " + res, nil
+	}
+}
+
+// checkNodes makes sure waiting for r can end: some node must be Ready, except for the CNI,
+// whose pods run on NotReady nodes (they are NotReady for want of it). When this run has just
+// installed the CNI it gives the kubelets a grace period to notice; otherwise it fails at
+// once rather than wait out the timeout for pods that cannot start.
+func (run *chartsRun) checkNodes(ctx context.Context, r charts.Release) error {
+	client, err := run.state.KubeClient()
+	if err != nil {
+		return err
+	}
+
+	name := r.Namespace + "/" + r.ReleaseName
+
+	grace := run.stage.nodeGrace
+	if grace <= 0 {
+		grace = defaultNodeGrace
+	}
+
+	deadline := time.Now().Add(grace)
+
+	for {
+		nodes, err := client.Typed.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return fmt.Errorf("list nodes to check that release %s can start: %w", name, err)
+		}
+
+		if len(nodes.Items) == 0 {
+			return fmt.Errorf("%w: no node has joined the cluster, so workloads of release %s cannot start; re-run without wait (--wait=false) or once nodes have joined", ErrNoReadyNodes, name)
+		}
+
+		if isCNI(r) || slices.ContainsFunc(nodes.Items, nodeReady) {
+			return nil
+		}
+
+		if !run.cniChanged || time.Now().After(deadline) {
+			return fmt.Errorf("%w: workloads of release %s cannot start until the CNI and nodes are up (%d nodes, none Ready); re-run without wait (--wait=false, or wait: false under %s)",
+				ErrNoReadyNodes, name, len(nodes.Items), r.Field)
+		}
+
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(2*time.Second, time.Until(deadline))):
+		}
+	}
+}
+
+func nodeReady(n corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+
+	return false
+}
+
+func isCNI(r charts.Release) bool { return r.Key == charts.KeyCilium || r.Key == charts.KeyCalico }
+
+// lastWith returns the newest revision with status s, or nil.
+func lastWith(history []*release.Release, s release.Status) *release.Release {
+	for i := len(history) - 1; i >= 0; i-- {
+		if history[i].Info != nil && history[i].Info.Status == s {
+			return history[i]
+		}
+	}
+
+	return nil
+}
+
+func sameChart(a, b *chart.Chart) bool {
+	return a != nil && b != nil && a.Metadata != nil && b.Metadata != nil &&
+		a.Metadata.Name == b.Metadata.Name && a.Metadata.Version == b.Metadata.Version
+}
+
+// chartLabel is "name version" of a chart.
+func chartLabel(c *chart.Chart) string {
+	if c == nil || c.Metadata == nil {
+		return "an unknown chart"
+	}
+
+	return c.Metadata.Name + " " + c.Metadata.Version
+}
+
+func (p *planned) digestNote() string {
+	if p.fetched.Digest == "" {
+		return ""
+	}
+
+	return " (" + p.fetched.Digest + ")"
+}
+
+// upgradeSummary says what an upgrade from rel changes: the chart version, the values.
+func upgradeSummary(from *release.Release, p *planned) []string {
+	var out []string
+
+	if sameChart(from.Chart, p.fetched.Chart) {
+		out = append(out, "chart "+p.chartName()+" (unchanged)")
+	} else {
+		out = append(out, "chart "+chartLabel(from.Chart)+" -> "+p.chartName()+p.digestNote())
+	}
+
+	fromValues, _ := normalValues(from.Config)
+	if paths := changedPaths(fromValues, p.values); len(paths) > 0 {
+		const most = 10
+		if len(paths) > most {
+			paths = append(paths[:most], fmt.Sprintf("and %d more", len(paths)-most))
+		}
+
+		out = append(out, "values changed: "+strings.Join(paths, ", "))
+	}
+
+	return out
+}
+
+// copyValues gives Helm its own copy of the values; it keeps what it is given in the release.
+func copyValues(v map[string]any) map[string]any {
+	out, _ := normalValues(v)
+
+	return out
+}

@@ -1,0 +1,266 @@
+package stages
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	"helm.sh/helm/v3/pkg/action"
+	helmkube "helm.sh/helm/v3/pkg/kube"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/yaml"
+
+	"github.com/siderolabs/talos/pkg/machinery/textdiff"
+)
+
+// helmDriver is where Helm keeps release records: Secrets in the release's namespace, as the
+// helm CLI does by default, so `helm list` and hardstrap see the same releases.
+const helmDriver = "secret"
+
+// helmConfig returns the Helm action configuration for releases in namespace: State.HelmConfig
+// when set (tests), else one talking to the cluster of State.KubeClient.
+func (s *State) helmConfig(namespace string) (*action.Configuration, error) {
+	if s.HelmConfig != nil {
+		return s.HelmConfig(namespace)
+	}
+
+	client, err := s.KubeClient()
+	if err != nil {
+		return nil, err
+	}
+
+	cfg := new(action.Configuration)
+	if err := cfg.Init(newRESTGetter(client.REST, namespace), namespace, helmDriver, func(string, ...any) {}); err != nil {
+		return nil, fmt.Errorf("helm configuration for namespace %s: %w", namespace, err)
+	}
+
+	// Objects without a namespace in the chart go to the release's namespace, not the
+	// kubeconfig context's.
+	if kc, ok := cfg.KubeClient.(*helmkube.Client); ok {
+		kc.Namespace = namespace
+	}
+
+	return cfg, nil
+}
+
+// restGetter gives Helm the cluster hardstrap already talks to: it implements
+// genericclioptions.RESTClientGetter from a rest.Config, so --kubeconfig, --context and a
+// State.NewKube all reach Helm the same way they reach the other stages.
+type restGetter struct {
+	config    *rest.Config
+	namespace string
+
+	once      sync.Once
+	discovery discovery.CachedDiscoveryInterface
+	mapper    meta.RESTMapper
+	err       error
+}
+
+var _ genericclioptions.RESTClientGetter = (*restGetter)(nil)
+
+func newRESTGetter(cfg *rest.Config, namespace string) *restGetter {
+	return &restGetter{config: cfg, namespace: namespace}
+}
+
+// ToRESTConfig returns a copy of the rest.Config.
+func (g *restGetter) ToRESTConfig() (*rest.Config, error) { return rest.CopyConfig(g.config), nil }
+
+// init builds the discovery client and REST mapper once: Helm resets the mapper after it
+// installs CRDs, so every caller must share the same one.
+func (g *restGetter) init() {
+	g.once.Do(func() {
+		dc, err := discovery.NewDiscoveryClientForConfig(rest.CopyConfig(g.config))
+		if err != nil {
+			g.err = err
+			return
+		}
+
+		g.discovery = memory.NewMemCacheClient(dc)
+		g.mapper = restmapper.NewDeferredDiscoveryRESTMapper(g.discovery)
+	})
+}
+
+// ToDiscoveryClient returns a discovery client cached in memory.
+func (g *restGetter) ToDiscoveryClient() (discovery.CachedDiscoveryInterface, error) {
+	g.init()
+
+	return g.discovery, g.err
+}
+
+// ToRESTMapper returns a resettable REST mapper backed by discovery.
+func (g *restGetter) ToRESTMapper() (meta.RESTMapper, error) {
+	g.init()
+
+	return g.mapper, g.err
+}
+
+// ToRawKubeConfigLoader returns a loader whose only content is the namespace: everything
+// else comes from the rest.Config.
+func (g *restGetter) ToRawKubeConfigLoader() clientcmd.ClientConfig {
+	return clientcmd.NewDefaultClientConfig(*clientcmdapi.NewConfig(), &clientcmd.ConfigOverrides{Context: clientcmdapi.Context{Namespace: g.namespace}})
+}
+
+// normalValues round-trips values through JSON, as Helm's release storage does, so values
+// hardstrap computes and values read back from a release compare equal when they mean the
+// same: numbers become float64, nil becomes an empty map.
+func normalValues(v map[string]any) (map[string]any, error) {
+	out := map[string]any{}
+	if len(v) == 0 {
+		return out, nil
+	}
+
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode values: %w", err)
+	}
+
+	if err := json.Unmarshal(data, &out); err != nil {
+		return nil, fmt.Errorf("decode values: %w", err)
+	}
+
+	return out, nil
+}
+
+// sameValues reports whether two normalised value trees are equal.
+func sameValues(a, b map[string]any) bool { return sameJSON(a, b) }
+
+// secretWords mark a values key whose value must never be shown.
+var secretWords = []string{"password", "passwd", "token", "secret", "key", "auth", "credential"}
+
+// secretKey reports whether a values key looks like it holds a secret. It errs on the side of
+// hiding: "apiKey", "existingSecret" and "keyFile" are all hidden.
+func secretKey(k string) bool {
+	k = strings.ToLower(k)
+
+	return slices.ContainsFunc(secretWords, func(w string) bool { return strings.Contains(k, w) })
+}
+
+// Redaction markers; a changed secret shows as a changed line without showing either value.
+const (
+	redacted        = "<redacted>"
+	redactedChanged = "<redacted, changed>"
+)
+
+// redact returns a copy of v with every string or number under a key that looks secret (at any
+// depth above it) replaced by a marker. other is the value at the same path on the other side
+// of the diff, nil when absent; on the new side (markChange) a secret that differs from other
+// gets a different marker, so the diff shows that it changed without showing either value.
+func redact(v, other any, hide, markChange bool) any {
+	switch t := v.(type) {
+	case map[string]any:
+		om, _ := other.(map[string]any)
+		out := make(map[string]any, len(t))
+
+		for k, x := range t {
+			out[k] = redact(x, om[k], hide || secretKey(k), markChange)
+		}
+
+		return out
+	case []any:
+		ol, _ := other.([]any)
+		out := make([]any, len(t))
+
+		for i, x := range t {
+			var o any
+			if i < len(ol) {
+				o = ol[i]
+			}
+
+			out[i] = redact(x, o, hide, markChange)
+		}
+
+		return out
+	case string, float64, int, int64:
+		switch {
+		case !hide:
+			return v
+		case markChange && other != nil && !sameJSON(v, other):
+			return redactedChanged
+		default:
+			return redacted
+		}
+	default:
+		return v // booleans and null say nothing secret
+	}
+}
+
+func sameJSON(a, b any) bool {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+
+	return errA == nil && errB == nil && string(ja) == string(jb)
+}
+
+// valuesDiff is a line diff of two value trees as YAML, secrets redacted.
+func valuesDiff(old, new map[string]any) string {
+	a, b := "", ""
+
+	if len(old) > 0 {
+		data, _ := yaml.Marshal(redact(old, new, false, false))
+		a = string(data)
+	}
+
+	if len(new) > 0 {
+		data, _ := yaml.Marshal(redact(new, old, false, true))
+		b = string(data)
+	}
+
+	d, err := textdiff.Diff(a, b)
+	if err != nil {
+		return ""
+	}
+
+	return d
+}
+
+// changedPaths lists the dotted paths of leaves that differ between two value trees, sorted.
+func changedPaths(old, new map[string]any) []string {
+	var out []string
+
+	var walk func(prefix string, a, b any)
+	walk = func(prefix string, a, b any) {
+		am, aIsMap := a.(map[string]any)
+		bm, bIsMap := b.(map[string]any)
+
+		if aIsMap && bIsMap {
+			for k := range maps.Keys(am) {
+				walk(valuesPath(prefix, k), am[k], bm[k])
+			}
+
+			for k := range maps.Keys(bm) {
+				if _, ok := am[k]; !ok {
+					walk(valuesPath(prefix, k), nil, bm[k])
+				}
+			}
+
+			return
+		}
+
+		if !sameJSON(a, b) {
+			out = append(out, prefix)
+		}
+	}
+
+	walk("", old, new)
+	slices.Sort(out)
+
+	return out
+}
+
+func valuesPath(prefix, k string) string {
+	if prefix == "" {
+		return k
+	}
+
+	return prefix + "." + k
+}
