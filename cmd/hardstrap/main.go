@@ -105,6 +105,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
            retention, OIDC, Pod Security admission defaults, CNI none and kube-proxy
            off when a policy CNI is installed; write files atomically with backups,
            or apply them to nodes through the Talos API
+   charts  install the CNI (Cilium or Calico), sealed-secrets and External Secrets
+           through the Helm SDK, from pinned charts (HTTP, OCI or local archives)
    policy  server-side apply namespaces with Pod Security labels, RBAC, token
            hygiene and default-deny NetworkPolicies; prune what the config dropped
    verify  prove it live: violating pods rejected, can-i expectations, hygiene
