@@ -170,6 +170,55 @@ func (e *env) testPolicy(t *testing.T) {
 		}
 	})
 
+	t.Run("raising enforce over a violating pod is refused unless allowed", func(t *testing.T) {
+		// legacy-app runs a pod that is fine at baseline but violates restricted.
+		cfg, err := os.ReadFile(e.config)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		base := strings.Replace(string(cfg), "namespaces:\n", "namespaces:\n  - name: legacy-app\n    podSecurity: baseline\n", 1)
+		write(t, e.config, []byte(base))
+
+		if out, code := hardstrap(t, kubeconfig("apply")...); code != 0 {
+			t.Fatalf("apply at baseline: exit %d\n%s", code, out)
+		}
+
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "old-app"},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/old-app:1"}}},
+		}
+		if _, err := e.client.CoreV1().Pods("legacy-app").Create(t.Context(), pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+
+		write(t, e.config, []byte(strings.Replace(base, "  - name: legacy-app\n    podSecurity: baseline\n", "  - name: legacy-app\n    podSecurity: restricted\n", 1)))
+
+		out, code := hardstrap(t, kubeconfig("plan")...)
+		if code != 0 || !strings.Contains(out, "old-app") || !strings.Contains(out, "--allow-violating-pods") {
+			t.Fatalf("plan should name the violating pod and the way out: exit %d\n%s", code, out)
+		}
+
+		out, code = hardstrap(t, kubeconfig("apply")...)
+		if code != 1 || !strings.Contains(out, "nothing was applied") {
+			t.Fatalf("apply over a violating pod: exit %d, want 1 and a refusal\n%s", code, out)
+		}
+
+		ns, err := e.client.CoreV1().Namespaces().Get(t.Context(), "legacy-app", metav1.GetOptions{})
+		if err != nil || ns.Labels["pod-security.kubernetes.io/enforce"] != "baseline" {
+			t.Fatalf("refused apply changed the namespace anyway: %v %v", err, ns.Labels)
+		}
+
+		if out, code := hardstrap(t, kubeconfig("apply", "--allow-violating-pods")...); code != 0 {
+			t.Fatalf("apply --allow-violating-pods: exit %d\n%s", code, out)
+		}
+
+		ns, err = e.client.CoreV1().Namespaces().Get(t.Context(), "legacy-app", metav1.GetOptions{})
+		if err != nil || ns.Labels["pod-security.kubernetes.io/enforce"] != "restricted" {
+			t.Errorf("--allow-violating-pods did not raise the level: %v %v", err, ns.Labels)
+		}
+	})
+
 	t.Run("a role removed from the config is pruned", func(t *testing.T) {
 		cfg, err := os.ReadFile(e.config)
 		if err != nil {
