@@ -193,7 +193,16 @@ func podSecurityChecks(ctx context.Context, client *kube.Client, ns config.Names
 
 	var out []Check
 
-	err := dryRunCreate(ctx, client, ns.Name, violatingPod(level))
+	// Pod Security admission reads namespace labels from an informer cache, which trails an
+	// apply that just changed them by a moment: give it a few seconds before judging.
+	rejected := func(err error) bool {
+		return apierrors.IsForbidden(err) && strings.Contains(err.Error(), "violates PodSecurity")
+	}
+
+	err := eventually(ctx, func() (bool, error) {
+		err := dryRunCreate(ctx, client, ns.Name, violatingPod(level))
+		return rejected(err), err
+	})
 
 	switch {
 	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "violates PodSecurity"):
@@ -204,7 +213,10 @@ func podSecurityChecks(ctx context.Context, client *kube.Client, ns config.Names
 		out = append(out, Check{Status: Fail, Name: name + ": violating pod rejected", Evidence: "unexpected error: " + err.Error()})
 	}
 
-	if err := dryRunCreate(ctx, client, ns.Name, compliantPod()); err != nil {
+	if err := eventually(ctx, func() (bool, error) {
+		err := dryRunCreate(ctx, client, ns.Name, compliantPod())
+		return err == nil, err
+	}); err != nil {
 		out = append(out, Check{Status: Fail, Name: name + ": compliant pod admitted", Evidence: err.Error()})
 	} else {
 		out = append(out, Check{Status: Pass, Name: name + ": compliant pod admitted", Evidence: "a restricted-compliant pod passes admission (dry run)"})
@@ -290,4 +302,19 @@ func canICheck(ctx context.Context, client *kube.Client, e config.Expectation) C
 	}
 
 	return Check{Status: Pass, Name: name, Evidence: evidence}
+}
+
+// eventually retries try for up to five seconds until it reports done, and returns its last
+// error.
+func eventually(ctx context.Context, try func() (bool, error)) error {
+	deadline := time.Now().Add(5 * time.Second)
+
+	for {
+		done, err := try()
+		if done || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+
+		time.Sleep(200 * time.Millisecond)
+	}
 }
