@@ -285,7 +285,17 @@ func (e *env) testOIDC(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	review, err := e.asToken(t, token).AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	// The API server sets up its OIDC authenticator in the background after it starts: allow
+	// it a few seconds to fetch the issuer's discovery document and keys.
+	var review *authnv1.SelfSubjectReview
+
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		review, err = e.asToken(t, token).AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnv1.SelfSubjectReview{}, metav1.CreateOptions{})
+		if err == nil || !apierrors.IsUnauthorized(err) || time.Now().After(deadline) {
+			break
+		}
+	}
+
 	if err != nil {
 		t.Fatalf("self subject review with an OIDC token: %v", err)
 	}
