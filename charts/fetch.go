@@ -190,13 +190,7 @@ func (f *Fetcher) cached(s Source, digest string) (*Fetched, bool) {
 // store verifies data against want (when set), loads it, checks the chart's name and version
 // and caches the archive by digest.
 func (f *Fetcher) store(s Source, data []byte, want string) (*Fetched, error) {
-	got := digestOf(data)
-
-	if err := verify(s, got, want, ""); err != nil {
-		return nil, err
-	}
-
-	ch, err := load(s, data)
+	ch, got, err := verifyAndLoad(s, data, want)
 	if err != nil {
 		return nil, err
 	}
@@ -215,6 +209,22 @@ func (f *Fetcher) store(s Source, data []byte, want string) (*Fetched, error) {
 	}
 
 	return &Fetched{Chart: ch, Digest: "sha256:" + got, Archive: p}, nil
+}
+
+// verifyAndLoad checks an archive against the wanted digest (when set) and loads its chart;
+// it returns the chart and the archive's hex digest.
+func verifyAndLoad(s Source, data []byte, want string) (*chart.Chart, string, error) {
+	got := digestOf(data)
+	if err := verify(s, got, want, ""); err != nil {
+		return nil, "", err
+	}
+
+	ch, err := load(s, data)
+	if err != nil {
+		return nil, "", err
+	}
+
+	return ch, got, nil
 }
 
 func verify(s Source, got, want, indexDigest string) error {
@@ -496,12 +506,7 @@ func (f *Fetcher) fetchLocal(s Source, want string) (*Fetched, error) {
 			return nil, fmt.Errorf("chart %s: %w", s, err)
 		}
 
-		got := digestOf(data)
-		if err := verify(s, got, want, ""); err != nil {
-			return nil, err
-		}
-
-		ch, err := load(s, data)
+		ch, got, err := verifyAndLoad(s, data, want)
 		if err != nil {
 			return nil, err
 		}

@@ -40,8 +40,10 @@ func policyCNI(ctx context.Context, client *kube.Client) (string, string, error)
 	return "", "DaemonSets: " + strings.Join(seen, ", "), nil
 }
 
-// networkPolicyWarning says, loudly, when NetworkPolicies are asked for but nothing enforces them.
-func networkPolicyWarning(ctx context.Context, client *kube.Client, s *State) string {
+// networkPolicyEnforcement checks, with one look at the cluster, whether the default-deny
+// NetworkPolicies hardstrap.yaml asks for are enforced. With none asked for, both results are
+// empty; otherwise warning is set when no CNI enforces them, and evidence when one does.
+func networkPolicyEnforcement(ctx context.Context, client *kube.Client, s *State) (warning, evidence string) {
 	var asked []string
 
 	for _, ns := range s.Config.Namespaces {
@@ -51,18 +53,18 @@ func networkPolicyWarning(ctx context.Context, client *kube.Client, s *State) st
 	}
 
 	if len(asked) == 0 {
-		return ""
+		return "", ""
 	}
 
 	cni, seen, err := policyCNI(ctx, client)
 	if err != nil {
-		return err.Error()
+		return err.Error(), ""
 	}
 
 	if cni != "" {
-		return ""
+		return "", cni + ": " + seen
 	}
 
 	return fmt.Sprintf("NETWORK POLICIES ARE NOT ENFORCED: default-deny is requested for %s, but no NetworkPolicy-enforcing CNI (Cilium, Calico) runs in the cluster (%s); the policies are created, and nothing applies them until one does",
-		strings.Join(asked, ", "), seen)
+		strings.Join(asked, ", "), seen), ""
 }

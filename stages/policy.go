@@ -35,16 +35,16 @@ var _ Stage = (*policyStage)(nil)
 func (*policyStage) Name() string  { return "policy" }
 func (*policyStage) Title() string { return "Applying namespaces, RBAC and network policies" }
 
-// resources maps the kinds the policy stage manages to their API resources.
-var resources = map[string]schema.GroupVersionResource{
-	"Namespace":          {Version: "v1", Resource: "namespaces"},
-	"ServiceAccount":     {Version: "v1", Resource: "serviceaccounts"},
-	"Role":               {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"},
-	"ClusterRole":        {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
-	"RoleBinding":        {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"},
-	"ClusterRoleBinding": {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
-	"NetworkPolicy":      {Group: "networking.k8s.io", Version: "v1", Resource: "networkpolicies"},
-}
+// resources maps the kinds the policy stage manages to their API resources: internal/policy's
+// prunable kinds, plus Namespace (applied and released, never pruned).
+var resources = func() map[string]schema.GroupVersionResource {
+	m := map[string]schema.GroupVersionResource{"Namespace": {Version: "v1", Resource: "namespaces"}}
+	for _, k := range policy.Kinds() {
+		m[k.Kind] = k.Resource
+	}
+
+	return m
+}()
 
 // pruneOrder deletes bindings before the roles they grant, so access never outlives its role.
 var pruneOrder = []string{"RoleBinding", "ClusterRoleBinding", "NetworkPolicy", "Role", "ClusterRole", "ServiceAccount"}
@@ -116,7 +116,7 @@ func (*policyStage) Plan(ctx context.Context, s *State) (Changes, error) {
 
 	c.Items = append(c.Items, prune...)
 
-	if w := networkPolicyWarning(ctx, client, s); w != "" {
+	if w, _ := networkPolicyEnforcement(ctx, client, s); w != "" {
 		c.Warnings = append(c.Warnings, w)
 	}
 
@@ -299,7 +299,7 @@ func stripNoise(obj *unstructured.Unstructured) map[string]any {
 // Namespaces are never deleted (that would delete everything in them): hardstrap releases its
 // labels instead.
 func planPrune(ctx context.Context, client *kube.Client, s *State, wanted map[string]bool) ([]Change, error) {
-	selector := fmt.Sprintf("%s=%s,%s=%s", kube.ManagedByLabel, kube.ManagedByValue, kube.ClusterLabel, s.Config.Metadata.Name)
+	selector := policy.Selector(s.Config.Metadata.Name)
 
 	var out []Change
 

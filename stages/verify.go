@@ -106,26 +106,16 @@ func Verify(ctx context.Context, s *State) ([]Check, error) {
 		checks = append(checks, canICheck(ctx, client, e))
 	}
 
-	if w := networkPolicyWarning(ctx, client, s); w != "" {
-		checks = append(checks, Check{Status: Warn, Name: "networkpolicy enforcement", Evidence: w})
-	} else if hasDefaultDeny(s.Config) {
-		cni, seen, _ := policyCNI(ctx, client)
-		checks = append(checks, Check{Status: Pass, Name: "networkpolicy enforcement", Evidence: cni + ": " + seen})
+	switch warning, evidence := networkPolicyEnforcement(ctx, client, s); {
+	case warning != "":
+		checks = append(checks, Check{Status: Warn, Name: "networkpolicy enforcement", Evidence: warning})
+	case evidence != "":
+		checks = append(checks, Check{Status: Pass, Name: "networkpolicy enforcement", Evidence: evidence})
 	}
 
 	s.Checks = checks
 
 	return checks, nil
-}
-
-func hasDefaultDeny(c *config.Cluster) bool {
-	for _, ns := range c.Namespaces {
-		if ns.DefaultDenyNetworkPolicy {
-			return true
-		}
-	}
-
-	return false
 }
 
 // compliantPod satisfies every Pod Security level: restricted is the strictest.
