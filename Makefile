@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 DEMO    := .demo
 
-.PHONY: all build demo demo-down test test-gate vet e2e e2e-vet bench clean
+.PHONY: all build demo demo-down test vet e2e e2e-vet bench clean
 
 all: build
 
@@ -49,12 +49,6 @@ test: vet ## unit and integration tests (no cluster needed)
 
 vet:
 	$(GO) vet ./...
-
-# The image gate's engines (Trivy scanning, Cosign verification) build behind the `gate` tag
-# until the gate stage is wired in: Trivy alone adds about 8 minutes to a cold build.
-test-gate: ## tests of the image gate engines (Trivy, Cosign)
-	$(GO) vet -tags gate ./internal/gate/...
-	$(GO) test -tags gate -count=1 ./internal/gate/...
 
 # The e2e module builds kube-apiserver, kube-controller-manager and etcd on first use and keeps
 # them in $(E2E_CACHE) (override with HARDSTRAP_E2E_CACHE); E2E_PROVIDER=local|kind|talos.

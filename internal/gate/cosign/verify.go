@@ -1,5 +1,3 @@
-//go:build gate
-
 // Package cosign checks container image signatures against the images.cosign policies:
 // the first policy whose pattern matches an image says which public key or which keyless
 // (Fulcio certificate) identity must have signed it. Images that match no policy fail closed

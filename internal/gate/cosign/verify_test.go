@@ -1,9 +1,6 @@
-//go:build gate
-
 package cosign
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -12,12 +9,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
-	"encoding/base64"
 	"errors"
-	"io"
-	"log"
 	"math/big"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -26,32 +19,21 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
-	"github.com/sigstore/cosign/v2/pkg/oci/mutate"
-	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
 	"github.com/sigstore/cosign/v2/pkg/oci/static"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
-	"github.com/sigstore/sigstore/pkg/signature/payload"
 
 	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/internal/gate/gatetest"
 )
 
-// startRegistry serves an in-memory OCI registry on loopback (plain HTTP, which
-// go-containerregistry uses for 127.0.0.1) and returns its host:port.
-func startRegistry(t *testing.T) string {
-	t.Helper()
+// startRegistry serves an in-memory OCI registry on loopback and returns its host:port.
+func startRegistry(t *testing.T) string { return gatetest.NewRegistry(t).Host }
 
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-
-	return strings.TrimPrefix(srv.URL, "http://")
-}
-
-// pushImage writes a random image to host/repo:tag and returns its digest reference.
+// pushImage writes a random image to host/repo:v1 and returns its digest reference.
 func pushImage(t *testing.T, host, repo string) name.Digest {
 	t.Helper()
 
@@ -77,67 +59,6 @@ func pushImage(t *testing.T, host, repo string) name.Digest {
 	return tag.Context().Digest(h.String())
 }
 
-var password = func(bool) ([]byte, error) { return []byte("test-password"), nil }
-
-// newKey makes a cosign key pair (encrypted private key, PEM public key) and writes the public
-// key to dir/file.
-func newKey(t *testing.T, dir, file string) (signature.SignerVerifier, []byte) {
-	t.Helper()
-
-	keys, err := cosign.GenerateKeyPair(password)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	pass, _ := password(false)
-
-	sv, err := cosign.LoadPrivateKey(keys.PrivateBytes, pass, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	if err := os.WriteFile(filepath.Join(dir, file), keys.PublicBytes, 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	return sv, keys.PublicBytes
-}
-
-// sign does what `cosign sign --key … --tlog-upload=false` does: sign the simple-signing payload
-// of claimed with signer, and attach it to the signature tag of target (normally claimed itself).
-func sign(t *testing.T, claimed, target name.Digest, signer signature.Signer, opts ...static.Option) {
-	t.Helper()
-
-	p, err := (&payload.Cosign{Image: claimed}).MarshalJSON()
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	raw, err := signer.SignMessage(bytes.NewReader(p))
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	sig, err := static.NewSignature(p, base64.StdEncoding.EncodeToString(raw), opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	se, err := ociremote.SignedEntity(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	se, err = mutate.AttachSignatureToEntity(se, sig)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	if err := ociremote.WriteSignatures(target.Repository, se); err != nil {
-		t.Fatal(err)
-	}
-}
-
 type fixture struct {
 	host    string
 	dir     string
@@ -153,15 +74,15 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 
 	f := &fixture{host: startRegistry(t), dir: t.TempDir()}
-	f.signer, f.pub = newKey(t, f.dir, "trusted.pub")
-	f.other, _ = newKey(t, f.dir, "other.pub")
+	f.signer, f.pub = gatetest.NewKey(t, f.dir, "trusted.pub")
+	f.other, _ = gatetest.NewKey(t, f.dir, "other.pub")
 
 	f.signed = pushImage(t, f.host, "apps/signed")
 	f.unsign = pushImage(t, f.host, "apps/unsigned")
 	f.foreign = pushImage(t, f.host, "apps/foreign")
 
-	sign(t, f.signed, f.signed, f.signer)
-	sign(t, f.foreign, f.foreign, f.other)
+	gatetest.Sign(t, f.signed, f.signed, f.signer)
+	gatetest.Sign(t, f.foreign, f.foreign, f.other)
 
 	return f
 }
@@ -235,7 +156,7 @@ func TestImageSignedWithAnotherKeyIsBlocked(t *testing.T) {
 
 func TestOneGoodSignatureAmongOthersIsEnough(t *testing.T) {
 	f := newFixture(t)
-	sign(t, f.foreign, f.foreign, f.signer) // foreign now has signatures from both keys
+	gatetest.Sign(t, f.foreign, f.foreign, f.signer) // foreign now has signatures from both keys
 
 	if res := verify(t, f.verifier(), f.foreign.String()); !res.Verified {
 		t.Errorf("want verified, got %+v", res)
@@ -247,7 +168,7 @@ func TestSignatureOfAnotherImageIsBlocked(t *testing.T) {
 
 	// A good signature by the trusted key, but over the signed image's digest, copied to the
 	// unsigned image's signature tag: only the claim check catches it.
-	sign(t, f.signed, f.unsign, f.signer)
+	gatetest.Sign(t, f.signed, f.unsign, f.signer)
 
 	res := verify(t, f.verifier(), f.unsign.String())
 	if res.Verified || res.Allowed || res.Reason != ReasonOtherDigest {
@@ -470,7 +391,7 @@ func TestKeylessEndToEndWithTestCA(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	sign(t, img, img, sv, static.WithCertChain(certPEM, chainPEM))
+	gatetest.Sign(t, img, img, sv, static.WithCertChain(certPEM, chainPEM))
 
 	trust := func(_ context.Context, co *cosign.CheckOpts) error {
 		co.RootCerts = ca.pool

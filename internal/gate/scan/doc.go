@@ -1,5 +1,3 @@
-//go:build gate
-
 // Package scan is the vulnerability half of hardstrap's image gate: every
 // image that will run is scanned with Trivy before anything is installed.
 //

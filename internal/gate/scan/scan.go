@@ -1,5 +1,3 @@
-//go:build gate
-
 package scan
 
 import (
@@ -139,8 +137,9 @@ type raw struct {
 	Findings []Finding `json:"findings"`
 }
 
-// trivy-db holds its bolt handle in a package variable.
-var dbMu sync.Mutex
+// DBMu serialises use of trivy-db's package-level database handle: anything else in the
+// process that opens a Trivy DB must hold it.
+var DBMu sync.Mutex
 
 // Scan pulls imageRef with opts, scans it with Trivy and applies the policy.
 func (s *Scanner) Scan(ctx context.Context, imageRef string, opts ...remote.Option) (*Result, error) {
@@ -243,8 +242,8 @@ func (s *Scanner) dbMeta() (metadata.Metadata, error) {
 // trivy runs fanal + the local scanner over img, as `trivy image` does in
 // standalone mode with --skip-db-update --offline-scan.
 func (s *Scanner) trivy(ctx context.Context, imageRef string, ref name.Reference, img v1.Image) (*raw, error) {
-	dbMu.Lock()
-	defer dbMu.Unlock()
+	DBMu.Lock()
+	defer DBMu.Unlock()
 	if err := db.Init(s.DBDir, db.WithBoltOptions(&bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})); err != nil {
 		return nil, fmt.Errorf("open Trivy DB: %w", err)
 	}
