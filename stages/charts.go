@@ -75,10 +75,7 @@ func (st *chartsStage) Plan(ctx context.Context, s *State) (Changes, error) {
 		return c, err
 	}
 
-	fetcher := s.Fetcher
-	if fetcher == nil {
-		fetcher = &charts.Fetcher{}
-	}
+	fetcher := s.fetcher()
 
 	run := &chartsRun{stage: st, state: s}
 

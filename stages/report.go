@@ -24,7 +24,14 @@ func RenderText(w io.Writer, rep *Report, o RenderOptions) {
 			stagesWithChanges++
 		}
 
-		if len(sr.Items) == 0 && len(sr.Warnings) == 0 && len(sr.Checks) == 0 && !o.Notes {
+		if len(sr.Items) == 0 && len(sr.Warnings) == 0 && len(sr.Checks) == 0 && sr.Gate == nil && !o.Notes {
+			continue
+		}
+
+		if sr.Gate != nil {
+			fmt.Fprintf(w, "\n%s: %s, %d blocked\n", sr.Name, count(len(sr.Gate.Images), "image"), sr.Gate.Blocked)
+			sr.Gate.RenderText(w, o.Notes)
+
 			continue
 		}
 

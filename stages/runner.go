@@ -68,6 +68,11 @@ func Run(ctx context.Context, s *State, list []Stage, o Options) (*Report, error
 
 	defer func() { rep.Elapsed = Duration(time.Since(start)) }()
 
+	s.Selected = s.Selected[:0]
+	for _, st := range list {
+		s.Selected = append(s.Selected, st.Name())
+	}
+
 	for _, st := range list {
 		if err := ctx.Err(); err != nil {
 			err = fmt.Errorf("stage %s not started: %w", st.Name(), err)

@@ -6,6 +6,8 @@ package stages
 
 import (
 	"context"
+
+	"github.com/hardstrap/hardstrap/internal/gate"
 )
 
 // Stage is one step of the bootstrap.
@@ -47,6 +49,8 @@ type Changes struct {
 	Warnings []string `json:"warnings,omitempty"`
 	// Checks are the results of live proof a stage ran (verify), always shown.
 	Checks []Check `json:"checks,omitempty"`
+	// Gate is the image gate's verdict on each image (gate stage).
+	Gate *gate.Report `json:"gate,omitempty"`
 }
 
 // Empty reports whether the stage has nothing to do.

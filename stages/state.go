@@ -2,13 +2,19 @@ package stages
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	cosignlib "github.com/sigstore/cosign/v2/pkg/cosign"
 	"helm.sh/helm/v3/pkg/action"
 
 	"github.com/hardstrap/hardstrap/charts"
 	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/internal/gate"
 	"github.com/hardstrap/hardstrap/internal/kube"
 	"github.com/hardstrap/hardstrap/talos"
 )
@@ -55,6 +61,21 @@ type State struct {
 	// Timeout bounds each Helm operation and its wait (--timeout); 0 uses DefaultHelmTimeout.
 	Timeout time.Duration
 
+	// Selected are the names of the stages this run performs, set by Run: the gate checks the
+	// charts' images only when the charts stage runs.
+	Selected []string
+	// Registry reaches container registries (auth, transport) for the gate; nil uses the
+	// default keychain (~/.docker/config.json, credential helpers).
+	Registry []remote.Option
+	// CacheDir holds chart archives' neighbours: the Trivy DB download and the gate's scan
+	// results; "" uses os.UserCacheDir()/hardstrap.
+	CacheDir string
+	// KeylessTrust fills the trust material of keyless signature checks; nil uses Sigstore's
+	// public-good instance (tests inject a local CA).
+	KeylessTrust func(ctx context.Context, co *cosignlib.CheckOpts) error
+	// Gate is the gate stage's report, for --sarif.
+	Gate *gate.Report
+
 	kubeOnce   sync.Once
 	kubeClient *kube.Client
 	kubeErr    error
@@ -62,6 +83,27 @@ type State struct {
 	nodeOnce   sync.Once
 	nodeClient NodeApplier
 	nodeErr    error
+}
+
+func (s *State) fetcher() *charts.Fetcher {
+	if s.Fetcher == nil {
+		s.Fetcher = &charts.Fetcher{}
+	}
+
+	return s.Fetcher
+}
+
+func (s *State) cacheDir() (string, error) {
+	if s.CacheDir != "" {
+		return s.CacheDir, nil
+	}
+
+	base, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("no cache directory (set XDG_CACHE_HOME or HOME): %w", err)
+	}
+
+	return filepath.Join(base, "hardstrap"), nil
 }
 
 // Nodes returns the Talos API client, creating it on first use.

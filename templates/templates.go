@@ -13,10 +13,12 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-//go:embed audit/*.yaml rbac/*.yaml
+//go:embed audit/*.yaml rbac/*.yaml cosign/*.pub
 var files embed.FS
 
-func names(dir string) []string {
+func names(dir string) []string { return namesExt(dir, ".yaml") }
+
+func namesExt(dir, ext string) []string {
 	entries, err := fs.ReadDir(files, dir)
 	if err != nil {
 		panic(err) // the directory is embedded at build time
@@ -24,7 +26,7 @@ func names(dir string) []string {
 
 	out := make([]string, 0, len(entries))
 	for _, e := range entries {
-		out = append(out, strings.TrimSuffix(e.Name(), ".yaml"))
+		out = append(out, strings.TrimSuffix(e.Name(), ext))
 	}
 
 	sort.Strings(out)

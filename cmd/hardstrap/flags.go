@@ -44,6 +44,7 @@ func stageFlags() []cli.Flag {
 		&cli.StringFlag{Name: "kubeconfig", TakesFile: true, Usage: "kubeconfig `FILE` for the cluster stages (default $KUBECONFIG, then ~/.kube/config)"},
 		&cli.StringFlag{Name: "context", Usage: "kubeconfig `CONTEXT` to use (default: the current one)"},
 		&cli.StringFlag{Name: "talosconfig", TakesFile: true, Usage: "Talos client config `FILE` for nodes (overrides talos.talosconfig, which overrides $TALOSCONFIG)"},
+		sarifFlag(),
 	}
 }
 

@@ -105,6 +105,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
            retention, OIDC, Pod Security admission defaults, CNI none and kube-proxy
            off when a policy CNI is installed; write files atomically with backups,
            or apply them to nodes through the Talos API
+   gate    scan every image the charts and manifests would run with Trivy and
+           verify its Cosign signature; a failure blocks the run before anything
+           is installed
    charts  install the CNI (Cilium or Calico), sealed-secrets and External Secrets
            through the Helm SDK, from pinned charts (HTTP, OCI or local archives)
    policy  server-side apply namespaces with Pod Security labels, RBAC, token
@@ -134,6 +137,7 @@ Exit codes: 0 success or no changes, 1 failure, 2 bad usage or invalid config,
 			applyCommand(),
 			verifyCommand(),
 			talosCommand(),
+			gateCommand(),
 			checkCommand(),
 			chartsCommand(),
 			completionCommand(),

@@ -26,6 +26,7 @@ type runOptions struct {
 	ForceConflicts   bool
 	Wait             *bool
 	Timeout          time.Duration
+	Sarif            string
 }
 
 func planCommand() *cli.Command {
@@ -123,6 +124,7 @@ func readRunOptions(c *cli.Context) (runOptions, error) {
 		Only:        stages.SplitList(c.StringSlice(flagOnly)),
 		Skip:        stages.SplitList(c.StringSlice(flagSkip)),
 		Talosconfig: c.String("talosconfig"),
+		Sarif:       c.String(flagSarif),
 		Kube:        kube.Options{Kubeconfig: c.String("kubeconfig"), Context: c.String("context")},
 	}
 	readHelmFlags(c, &o)
@@ -159,6 +161,10 @@ func runStages(c *cli.Context, o runOptions) error {
 	}
 
 	rep, runErr := stages.Run(c.Context, st, list, stages.Options{DryRun: o.DryRun, Progress: progress})
+
+	if err := writeSARIF(o.Sarif, st.Gate); err != nil {
+		return err
+	}
 
 	switch o.Output {
 	case "json":

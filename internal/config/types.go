@@ -262,6 +262,9 @@ type CosignPolicy struct {
 	Match   string         `yaml:"match"`
 	Key     string         `yaml:"key"`
 	Keyless *CosignKeyless `yaml:"keyless"`
+	// SignaturesRepository is where the signatures are stored when not beside the image
+	// (cosign's COSIGN_REPOSITORY).
+	SignaturesRepository string `yaml:"signaturesRepository"`
 }
 
 // CosignKeyless pins the certificate issuer and identity of a keyless signature.

@@ -9,10 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/hardstrap/hardstrap/internal/suggest"
-
 	"github.com/hardstrap/hardstrap/templates"
 )
 
@@ -533,10 +533,20 @@ func (v *validator) images(im *Images) {
 			v.errf(p, "set key (a public key file or k8s://NAMESPACE/SECRET) or keyless")
 		case cp.Key != "" && cp.Keyless != nil:
 			v.errf(p, "set key or keyless, not both")
+		case strings.HasPrefix(cp.Key, templates.CosignKeyPrefix):
+			if _, err := templates.CosignKey(strings.TrimPrefix(cp.Key, templates.CosignKeyPrefix)); err != nil {
+				v.errf(p+".key", "%v", err)
+			}
 		case cp.Key != "" && !strings.Contains(cp.Key, "://"):
 			v.fileExists(p+".key", cp.Key)
 		case cp.Keyless != nil:
 			v.keyless(p+".keyless", cp.Keyless)
+		}
+
+		if r := cp.SignaturesRepository; r != "" {
+			if _, err := name.NewRepository(r); err != nil {
+				v.errf(p+".signaturesRepository", "%q is not a repository (e.g. ghcr.io/org/app/signs): %v", r, err)
+			}
 		}
 	}
 

@@ -25,6 +25,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/templates"
 )
 
 // Reasons an image is not verified.
@@ -103,6 +104,15 @@ func (v *Verifier) Verify(ctx context.Context, imageRef string) (Result, error) 
 
 	opts := append(append([]ociremote.Option(nil), v.RegistryOpts...),
 		ociremote.WithMoreRemoteOptions(remote.WithContext(ctx)))
+
+	if p.SignaturesRepository != "" {
+		repo, err := name.NewRepository(p.SignaturesRepository)
+		if err != nil {
+			return res, fmt.Errorf("policy %q: signaturesRepository: %w", p.Match, err)
+		}
+
+		opts = append(opts, ociremote.WithTargetRepository(repo))
+	}
 
 	// Resolve once and verify that digest, so the verdict is about one fixed manifest.
 	digest, err := ociremote.ResolveDigest(ref, opts...)
@@ -267,8 +277,13 @@ func (v *Verifier) loadKey(ctx context.Context, ref string) (signature.Verifier,
 		if err != nil {
 			return nil, fmt.Errorf("read secret %s/%s: %w", ns, secret, err)
 		}
+	case strings.HasPrefix(ref, templates.CosignKeyPrefix):
+		pemBytes, err = templates.CosignKey(strings.TrimPrefix(ref, templates.CosignKeyPrefix))
+		if err != nil {
+			return nil, err
+		}
 	case strings.Contains(ref, "://"):
-		return nil, fmt.Errorf("unsupported key reference: use a PEM public key file or k8s://NAMESPACE/SECRET")
+		return nil, fmt.Errorf("unsupported key reference: use a PEM public key file, k8s://NAMESPACE/SECRET or builtin://NAME")
 	default:
 		path := ref
 		if !filepath.IsAbs(path) && v.BaseDir != "" {

@@ -146,7 +146,10 @@ func DBArtifact(t testing.TB, dbDir string) v1.Image {
 
 	layer := static.NewLayer(buf.Bytes(), types.MediaType("application/vnd.aquasec.trivy.db.layer.v1.tar+gzip"))
 
-	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), layer)
+	img, err := mutate.Append(mutate.MediaType(empty.Image, types.OCIManifestSchema1), mutate.Addendum{
+		Layer:       layer,
+		Annotations: map[string]string{"org.opencontainers.image.title": "db.tar.gz"},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/aquasecurity/trivy-db/pkg/metadata"
+	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
 
 	"github.com/hardstrap/hardstrap/internal/gate/gatetest"
 	"github.com/hardstrap/hardstrap/internal/gate/scan"
@@ -295,5 +296,46 @@ func TestDBProblemsAreErrors(t *testing.T) {
 	}
 	if _, err := newScanner(t, gatetest.BuildDB(t)).Scan(context.Background(), reg.Host+"/nope:missing"); err == nil {
 		t.Errorf("missing image: no error")
+	}
+}
+
+func TestEnsureDBDownloadsFromARepository(t *testing.T) {
+	reg := gatetest.NewRegistry(t)
+	repo, _ := reg.Push(t, "aquasec/trivy-db:2", gatetest.DBArtifact(t, gatetest.BuildDB(t)))
+
+	dir := filepath.Join(t.TempDir(), "db")
+
+	got, err := scan.EnsureDB(context.Background(), dir, []string{repo}, ftypes.RegistryOptions{})
+	if err != nil || !got {
+		t.Fatalf("first EnsureDB = %v, %v; want a download", got, err)
+	}
+
+	// The downloaded DB scans like the one it was built from.
+	tag, _ := reg.Push(t, "app:vuln", gatetest.AlpineImage(t, gatetest.Vulnerable...))
+
+	res, err := newScanner(t, dir).Scan(context.Background(), tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if _, ok := find(res.Blocking(), "CVE-2099-0001"); !ok {
+		t.Fatalf("scan with the downloaded DB: %v", findingIDs(res.Findings))
+	}
+
+	// Just downloaded: no second download.
+	reg.Reset()
+
+	if got, err := scan.EnsureDB(context.Background(), dir, []string{repo}, ftypes.RegistryOptions{}); err != nil || got {
+		t.Fatalf("second EnsureDB = %v, %v; want no download", got, err)
+	}
+
+	if n := gatetest.BlobGets(reg.Requests()); n != 0 {
+		t.Errorf("second EnsureDB fetched %d blobs", n)
+	}
+
+	// No DB and an unreachable repository: the error says how to scan offline.
+	_, err = scan.EnsureDB(context.Background(), filepath.Join(t.TempDir(), "db"), []string{reg.Host + "/nothing/here:2"}, ftypes.RegistryOptions{})
+	if err == nil || !strings.Contains(err.Error(), "images.trivy.dbDir") {
+		t.Fatalf("err = %v, want a hint at images.trivy.dbDir", err)
 	}
 }
