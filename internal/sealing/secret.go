@@ -3,12 +3,12 @@ package sealing
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 )
 
@@ -28,8 +28,13 @@ func ParseSecret(data []byte) (*corev1.Secret, error) {
 	if err := checkValues(obj); err != nil {
 		return nil, err
 	}
+	// A JSON round trip names the offending field in its errors (the converter does not).
+	raw, err := json.Marshal(obj)
+	if err != nil {
+		return nil, fmt.Errorf("parse Secret: %s", redact(err))
+	}
 	secret := &corev1.Secret{}
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj, secret); err != nil {
+	if err := json.Unmarshal(raw, secret); err != nil {
 		return nil, fmt.Errorf("parse Secret: %s", redact(err))
 	}
 	mergeStringData(secret)
