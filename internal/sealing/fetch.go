@@ -21,7 +21,7 @@ const (
 const certPath = "/v1/cert.pem"
 
 // ErrNoController is returned by FetchCert when the controller's Service does not exist.
-var ErrNoController = errors.New("sealed-secrets controller service not found")
+var ErrNoController = errors.New("not found")
 
 // FetchCert fetches the controller's current certificate (PEM) the way kubeseal --fetch-cert
 // does: GET /v1/cert.pem through the API server's service proxy, on scheme http and the name of
@@ -51,6 +51,9 @@ func FetchCert(ctx context.Context, client kubernetes.Interface, namespace, serv
 		return nil, fmt.Errorf("fetch certificate from service %s: the client cannot proxy to services", svcName)
 	}
 	data, err := resp.DoRaw(ctx)
+	if apierrors.IsServiceUnavailable(err) {
+		return nil, fmt.Errorf("fetch certificate from service %s: no ready endpoint behind port %q: is the controller running? or pass --cert FILE", svcName, port)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("fetch certificate from service %s (port %q): %w: is the controller running? or pass --cert FILE", svcName, port, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
@@ -66,8 +67,14 @@ func TestFetchCert(t *testing.T) {
 		{
 			name:    "no endpoints",
 			objects: []runtime.Object{controllerService("kube-system", "sealed-secrets-controller")},
-			reply:   reply{err: errors.New("no endpoints available for service")},
-			wantErr: "is the controller running? or pass --cert FILE",
+			reply:   reply{err: apierrors.NewServiceUnavailable(`no endpoints available for service "sealed-secrets-controller"`)},
+			wantErr: `no ready endpoint behind port "http": is the controller running? or pass --cert FILE`,
+		},
+		{
+			name:    "proxy refused",
+			objects: []runtime.Object{controllerService("kube-system", "sealed-secrets-controller")},
+			reply:   reply{err: apierrors.NewForbidden(corev1.Resource("services/proxy"), "sealed-secrets-controller", errors.New("RBAC"))},
+			wantErr: "forbidden",
 		},
 		{
 			name:    "not a certificate",
