@@ -14,6 +14,7 @@ func All() []Stage {
 	return []Stage{
 		&talosStage{},  // patch Talos machine configs (audit, OIDC, Pod Security, CNI, kube-proxy); apply to nodes
 		&gateStage{},   // scan (Trivy) and signature-check (Cosign) every image the run would deploy; block before anything is installed
+		&keysStage{},   // restore the sealed-secrets sealing keys from an age-encrypted backup, before the controller exists
 		&chartsStage{}, // Helm releases in order (CNI, sealed-secrets, External Secrets), charts verified by digest; recover stuck releases
 		&policyStage{}, // namespaces with Pod Security labels, RBAC, token hygiene, default-deny NetworkPolicies; prune
 		&verifyStage{}, // live proof: admission rejects and admits, can-i expectations, hygiene, NetworkPolicy enforcement

@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/internal/kube"
 	"github.com/hardstrap/hardstrap/stages"
 )
 
@@ -38,14 +39,15 @@ func verboseFlag() cli.Flag {
 }
 
 func stageFlags() []cli.Flag {
-	return []cli.Flag{
+	flags := []cli.Flag{
 		&cli.StringSliceFlag{Name: flagOnly, Usage: "run only these `STAGES` (comma-separated or repeated)"},
 		&cli.StringSliceFlag{Name: flagSkip, Usage: "skip these `STAGES` (comma-separated or repeated)"},
-		&cli.StringFlag{Name: "kubeconfig", TakesFile: true, Usage: "kubeconfig `FILE` for the cluster stages (default $KUBECONFIG, then ~/.kube/config)"},
-		&cli.StringFlag{Name: "context", Usage: "kubeconfig `CONTEXT` to use (default: the current one)"},
+	}
+
+	return append(append(flags, kubeFlags()...),
 		&cli.StringFlag{Name: "talosconfig", TakesFile: true, Usage: "Talos client config `FILE` for nodes (overrides talos.talosconfig, which overrides $TALOSCONFIG)"},
 		sarifFlag(),
-	}
+	)
 }
 
 // helmFlags choose how the charts stage waits for its releases.
@@ -102,4 +104,17 @@ func writeJSON(w io.Writer, v any) error {
 	enc.SetIndent("", "  ")
 
 	return enc.Encode(v)
+}
+
+// kubeFlags choose the cluster, as kubectl's do.
+func kubeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "kubeconfig", TakesFile: true, Usage: "kubeconfig `FILE` (default $KUBECONFIG, then ~/.kube/config)"},
+		&cli.StringFlag{Name: "context", Usage: "kubeconfig `CONTEXT` to use (default: the current one)"},
+	}
+}
+
+// kubeOptions reads kubeFlags.
+func kubeOptions(c *cli.Context) kube.Options {
+	return kube.Options{Kubeconfig: c.String("kubeconfig"), Context: c.String("context")}
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/hardstrap/hardstrap/internal/config"
 	"github.com/hardstrap/hardstrap/internal/gate"
-	"github.com/hardstrap/hardstrap/internal/kube"
 	"github.com/hardstrap/hardstrap/stages"
 )
 
@@ -55,13 +54,11 @@ Examples:
    hardstrap gate quay.io/cilium/cilium:v1.18.6
    hardstrap gate -o json | jq '.images[] | select(.blocked)'
    hardstrap gate --sarif gate.sarif          # upload to code scanning`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			fileFlag(), outputFlag(),
 			&cli.BoolFlag{Name: flagVerbose, Aliases: []string{"v"}, Usage: "show each image's sources, signer and ignored findings"},
 			sarifFlag(),
-			&cli.StringFlag{Name: "kubeconfig", TakesFile: true, Usage: "kubeconfig `FILE`, for keys in k8s://NAMESPACE/SECRET (default $KUBECONFIG, then ~/.kube/config)"},
-			&cli.StringFlag{Name: "context", Usage: "kubeconfig `CONTEXT` to use (default: the current one)"},
-		},
+		}, kubeFlags()...),
 		OnUsageError: onUsageError,
 		Action:       runGate,
 	}
@@ -80,7 +77,7 @@ func runGate(c *cli.Context) error {
 		return err
 	}
 
-	st := &stages.State{Config: cfg, Kube: kube.Options{Kubeconfig: c.String("kubeconfig"), Context: c.String("context")}}
+	st := &stages.State{Config: cfg, Kube: kubeOptions(c)}
 
 	rep, err := stages.Gate(c.Context, st, images)
 	if err != nil {

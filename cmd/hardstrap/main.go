@@ -108,6 +108,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
    gate    scan every image the charts and manifests would run with Trivy and
            verify its Cosign signature; a failure blocks the run before anything
            is installed
+   keys    restore the sealed-secrets sealing keys from an age-encrypted backup
+           before the controller is installed, so SealedSecrets keep decrypting
    charts  install the CNI (Cilium or Calico), sealed-secrets and External Secrets
            through the Helm SDK, from pinned charts (HTTP, OCI or local archives)
    policy  server-side apply namespaces with Pod Security labels, RBAC, token
@@ -138,6 +140,8 @@ Exit codes: 0 success or no changes, 1 failure, 2 bad usage or invalid config,
 			verifyCommand(),
 			talosCommand(),
 			gateCommand(),
+			sealCommand(),
+			secretsCommand(),
 			checkCommand(),
 			chartsCommand(),
 			completionCommand(),

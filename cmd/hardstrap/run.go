@@ -125,7 +125,7 @@ func readRunOptions(c *cli.Context) (runOptions, error) {
 		Skip:        stages.SplitList(c.StringSlice(flagSkip)),
 		Talosconfig: c.String("talosconfig"),
 		Sarif:       c.String(flagSarif),
-		Kube:        kube.Options{Kubeconfig: c.String("kubeconfig"), Context: c.String("context")},
+		Kube:        kubeOptions(c),
 	}
 	readHelmFlags(c, &o)
 

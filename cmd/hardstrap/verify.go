@@ -49,7 +49,7 @@ Examples:
 				return err
 			}
 
-			st := &stages.State{Config: cfg, Kube: kube.Options{Kubeconfig: c.String("kubeconfig"), Context: c.String("context")}}
+			st := &stages.State{Config: cfg, Kube: kubeOptions(c)}
 
 			checks, err := stages.Verify(c.Context, st)
 			if err != nil {

@@ -66,3 +66,14 @@ func checkKey(s *corev1.Secret) (*rsa.PublicKey, error) {
 	}
 	return &priv.PublicKey, nil
 }
+
+// KeyFingerprint checks that s is a sealing key and returns the Fingerprint of its public key:
+// what plans, backups and verify show instead of key material.
+func KeyFingerprint(s *corev1.Secret) (string, error) {
+	pub, err := checkKey(s)
+	if err != nil {
+		return "", err
+	}
+
+	return Fingerprint(pub), nil
+}

@@ -1,0 +1,163 @@
+package stages
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/hardstrap/hardstrap/charts"
+	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/internal/sealing"
+)
+
+// keysStage restores the sealed-secrets sealing keys from an age-encrypted backup into the
+// controller's namespace before the charts stage installs the controller, so that the
+// SealedSecrets sealed for the old cluster keep decrypting on a rebuilt one. It never replaces
+// a key that exists, and never prints key material: keys are named by fingerprint.
+type keysStage struct{}
+
+var _ Stage = (*keysStage)(nil)
+
+func (*keysStage) Name() string  { return "keys" }
+func (*keysStage) Title() string { return "Restoring sealing keys" }
+
+// Plan decrypts the backup and plans a create for each key the cluster lacks.
+func (*keysStage) Plan(ctx context.Context, s *State) (Changes, error) {
+	var c Changes
+
+	ss := s.Config.Secrets.SealedSecrets
+	if ss.KeyBackup == nil {
+		c.Notes = append(c.Notes, "no secrets.sealedSecrets.keyBackup: the controller makes its own key")
+		return c, nil
+	}
+
+	keys, err := ReadKeyBackup(s.Config)
+	if err != nil {
+		return c, err
+	}
+
+	client, err := s.KubeClient()
+	if err != nil {
+		return c, err
+	}
+
+	ns := controllerNamespace(s.Config)
+
+	for _, k := range keys {
+		fp, err := sealing.KeyFingerprint(&k)
+		if err != nil {
+			return c, fmt.Errorf("secrets.sealedSecrets.keyBackup: %w", err)
+		}
+
+		target := "Secret " + ns + "/" + k.Name
+
+		live, err := client.Typed.CoreV1().Secrets(ns).Get(ctx, k.Name, metav1.GetOptions{})
+
+		switch {
+		case apierrors.IsNotFound(err):
+			c.Items = append(c.Items, Change{
+				Action: "create", Target: target,
+				Summary: []string{
+					"sealing key " + fp + " from " + ss.KeyBackup.Path,
+					"restored before the controller starts, so SealedSecrets sealed with it keep decrypting",
+				},
+				apply: createKey(client.Typed.CoreV1().Secrets(ns), k, ns),
+			})
+		case err != nil:
+			return c, fmt.Errorf("read %s: %w", target, err)
+		case bytes.Equal(live.Data[corev1.TLSPrivateKeyKey], k.Data[corev1.TLSPrivateKeyKey]):
+			c.Notes = append(c.Notes, fmt.Sprintf("%s: sealing key %s already present", target, fp))
+		default:
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s holds another key than the backup's %s; left alone (delete it and re-run to restore the backup's)", target, fp))
+		}
+	}
+
+	return c, nil
+}
+
+// Apply creates the planned key Secrets.
+func (*keysStage) Apply(ctx context.Context, _ *State, c Changes) error { return applyAll(ctx, c) }
+
+type secretCreator interface {
+	Create(ctx context.Context, s *corev1.Secret, o metav1.CreateOptions) (*corev1.Secret, error)
+}
+
+func createKey(api secretCreator, k corev1.Secret, ns string) func(context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		obj := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: k.Name, Namespace: ns, Labels: k.Labels},
+			Type:       k.Type,
+			Data:       k.Data,
+		}
+
+		if _, err := api.Create(ctx, obj, metav1.CreateOptions{FieldManager: "hardstrap"}); err != nil {
+			return "", fmt.Errorf("create Secret %s/%s: %w", ns, k.Name, err)
+		}
+
+		return "", nil
+	}
+}
+
+// controllerNamespace is where the sealed-secrets controller runs and keeps its keys.
+func controllerNamespace(c *config.Cluster) string {
+	if ns := c.Secrets.SealedSecrets.Namespace; ns != "" {
+		return ns
+	}
+
+	if pin, ok := charts.PinFor(charts.KeySealedSecrets); ok {
+		return pin.Namespace
+	}
+
+	return sealing.DefaultControllerNamespace
+}
+
+// ReadKeyBackup decrypts secrets.sealedSecrets.keyBackup with its age identity (identityFile,
+// or the identity in the environment variable identityEnv).
+func ReadKeyBackup(c *config.Cluster) ([]corev1.Secret, error) {
+	kb := c.Secrets.SealedSecrets.KeyBackup
+	if kb == nil {
+		return nil, errors.New("secrets.sealedSecrets.keyBackup is not set")
+	}
+
+	path := c.Resolve(kb.Path)
+
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("secrets.sealedSecrets.keyBackup.path: %w", err)
+	}
+
+	var ident []byte
+
+	switch {
+	case kb.IdentityFile != "":
+		if ident, err = os.ReadFile(c.Resolve(kb.IdentityFile)); err != nil {
+			return nil, fmt.Errorf("secrets.sealedSecrets.keyBackup.identityFile: %w", err)
+		}
+	default:
+		v, ok := os.LookupEnv(kb.IdentityEnv)
+		if !ok || strings.TrimSpace(v) == "" {
+			return nil, fmt.Errorf("secrets.sealedSecrets.keyBackup.identityEnv: $%s is not set: export the age identity (AGE-SECRET-KEY-1...) that decrypts %s", kb.IdentityEnv, kb.Path)
+		}
+
+		ident = []byte(v)
+	}
+
+	ids, err := sealing.ParseIdentities(ident)
+	if err != nil {
+		return nil, fmt.Errorf("secrets.sealedSecrets.keyBackup: age identity: %w", err)
+	}
+
+	keys, err := sealing.Restore(data, ids)
+	if err != nil {
+		return nil, fmt.Errorf("secrets.sealedSecrets.keyBackup %s: %w", kb.Path, err)
+	}
+
+	return keys, nil
+}
