@@ -7,7 +7,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/hardstrap/hardstrap/internal/config"
-	"github.com/hardstrap/hardstrap/internal/kube"
 	"github.com/hardstrap/hardstrap/stages"
 )
 
@@ -31,12 +30,10 @@ Examples:
    hardstrap verify
    hardstrap verify --kubeconfig lab.kubeconfig -o json
    hardstrap verify --strict`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			fileFlag(), outputFlag(), verboseFlag(),
-			&cli.StringFlag{Name: "kubeconfig", TakesFile: true, Usage: "kubeconfig `FILE` (default $KUBECONFIG, then ~/.kube/config)"},
-			&cli.StringFlag{Name: "context", Usage: "kubeconfig `CONTEXT` to use"},
 			&cli.BoolFlag{Name: "strict", Usage: "fail on warnings too"},
-		},
+		}, kubeFlags()...),
 		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
 			format, err := outputFormat(c)
