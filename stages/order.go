@@ -17,6 +17,7 @@ func All() []Stage {
 		&keysStage{},   // restore the sealed-secrets sealing keys from an age-encrypted backup, before the controller exists
 		&chartsStage{}, // Helm releases in order (CNI, sealed-secrets, External Secrets), charts verified by digest; recover stuck releases
 		&policyStage{}, // namespaces with Pod Security labels, RBAC, token hygiene, default-deny NetworkPolicies; prune
+		&storesStage{}, // External Secrets SecretStores and ClusterSecretStores, validated by the installed CRDs (server-side dry run)
 		&verifyStage{}, // live proof: admission rejects and admits, can-i expectations, hygiene, NetworkPolicy enforcement
 	}
 }

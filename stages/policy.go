@@ -145,7 +145,9 @@ func (*policyStage) Apply(ctx context.Context, s *State, c Changes) error {
 }
 
 func applyOptions(s *State, dryRun bool) metav1.PatchOptions {
-	o := metav1.PatchOptions{FieldManager: kube.FieldManager}
+	// Strict: a field the schema does not know (a typo in a store's provider spec) is an error,
+	// not a warning the server drops the field with.
+	o := metav1.PatchOptions{FieldManager: kube.FieldManager, FieldValidation: "Strict"}
 	if s.ForceConflicts {
 		o.Force = new(true)
 	}
@@ -165,6 +167,11 @@ func planApply(ctx context.Context, client *kube.Client, obj *unstructured.Unstr
 		return nil, err
 	}
 
+	return planApplyTo(ctx, client, res, obj, s)
+}
+
+// planApplyTo is planApply for an object of any resource res.
+func planApplyTo(ctx context.Context, client *kube.Client, res dynamic.ResourceInterface, obj *unstructured.Unstructured, s *State) (*Change, error) {
 	data, err := json.Marshal(obj.Object)
 	if err != nil {
 		return nil, err

@@ -113,6 +113,8 @@ func Verify(ctx context.Context, s *State) ([]Check, error) {
 		checks = append(checks, Check{Status: Pass, Name: "networkpolicy enforcement", Evidence: evidence})
 	}
 
+	checks = append(checks, secretsChecks(ctx, client, s)...)
+
 	s.Checks = checks
 
 	return checks, nil

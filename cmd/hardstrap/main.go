@@ -114,6 +114,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
            through the Helm SDK, from pinned charts (HTTP, OCI or local archives)
    policy  server-side apply namespaces with Pod Security labels, RBAC, token
            hygiene and default-deny NetworkPolicies; prune what the config dropped
+   stores  server-side apply the External Secrets SecretStores and
+           ClusterSecretStores, validated by the installed CRDs
    verify  prove it live: violating pods rejected, can-i expectations, hygiene
 
 Start with:

@@ -1,0 +1,136 @@
+package stages
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/internal/kube"
+)
+
+// ESOGroup is the API group of External Secrets Operator.
+const ESOGroup = "external-secrets.io"
+
+// storesStage server-side applies the SecretStores and ClusterSecretStores of
+// secrets.externalSecrets.stores. Each is planned by a server-side dry run with strict field
+// validation, so the installed CRD's schema judges the provider spec before anything is written.
+// Diffs are not shown: a provider spec may hold credentials.
+type storesStage struct{}
+
+var _ Stage = (*storesStage)(nil)
+
+func (*storesStage) Name() string  { return "stores" }
+func (*storesStage) Title() string { return "Applying External Secrets stores" }
+
+// Plan dry-runs each store against the installed CRDs.
+func (*storesStage) Plan(ctx context.Context, s *State) (Changes, error) {
+	var c Changes
+
+	stores := s.Config.Secrets.ExternalSecrets.Stores
+	if len(stores) == 0 {
+		c.Notes = append(c.Notes, "no secrets.externalSecrets.stores")
+		return c, nil
+	}
+
+	client, err := s.KubeClient()
+	if err != nil {
+		return c, err
+	}
+
+	version, err := esoVersion(client)
+	if err != nil {
+		if s.DryRun && s.Config.Secrets.ExternalSecrets.IsEnabled() {
+			c.Notes = append(c.Notes, "the External Secrets CRDs are not served yet: the stores are validated when apply has installed the operator")
+			return c, nil
+		}
+
+		return c, err
+	}
+
+	for i, st := range stores {
+		obj, gvr := storeObject(st, version, s.Config.Metadata.Name)
+
+		res := client.Dynamic.Resource(gvr)
+
+		var ch *Change
+
+		if st.Namespace != "" {
+			ch, err = planApplyTo(ctx, client, res.Namespace(st.Namespace), obj, s)
+		} else {
+			ch, err = planApplyTo(ctx, client, res, obj, s)
+		}
+
+		if err != nil {
+			return c, fmt.Errorf("secrets.externalSecrets.stores[%d]: %w", i, err)
+		}
+
+		if ch == nil {
+			c.Notes = append(c.Notes, objectName(obj)+": up to date")
+			continue
+		}
+
+		ch.Diff = ""
+		ch.Summary = append(ch.Summary, "provider "+providerName(st)+" (spec not shown: it may hold credentials)")
+		c.Items = append(c.Items, *ch)
+	}
+
+	return c, nil
+}
+
+// Apply applies the planned stores.
+func (*storesStage) Apply(ctx context.Context, _ *State, c Changes) error { return applyAll(ctx, c) }
+
+// esoVersion is the version of external-secrets.io the API server prefers.
+func esoVersion(client *kube.Client) (string, error) {
+	groups, err := client.Typed.Discovery().ServerGroups()
+	if err != nil {
+		return "", fmt.Errorf("discover API groups: %w", err)
+	}
+
+	for _, g := range groups.Groups {
+		if g.Name == ESOGroup {
+			return g.PreferredVersion.Version, nil
+		}
+	}
+
+	return "", fmt.Errorf("the API server does not serve %s: install External Secrets Operator (secrets.externalSecrets.enabled) before defining stores", ESOGroup)
+}
+
+// storeObject builds the SecretStore (with a namespace) or ClusterSecretStore.
+func storeObject(st config.SecretStore, version, cluster string) (*unstructured.Unstructured, schema.GroupVersionResource) {
+	kind, resource := "ClusterSecretStore", "clustersecretstores"
+	if st.Namespace != "" {
+		kind, resource = "SecretStore", "secretstores"
+	}
+
+	obj := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": ESOGroup + "/" + version,
+		"kind":       kind,
+		"metadata": map[string]any{"name": st.Name, "labels": map[string]any{
+			kube.ManagedByLabel: kube.ManagedByValue, kube.ClusterLabel: cluster,
+		}},
+		"spec": map[string]any{"provider": runtime.DeepCopyJSON(st.Provider)},
+	}}
+
+	if st.Namespace != "" {
+		obj.SetNamespace(st.Namespace)
+	}
+
+	return obj, schema.GroupVersionResource{Group: ESOGroup, Version: version, Resource: resource}
+}
+
+func providerName(st config.SecretStore) string {
+	names := make([]string, 0, len(st.Provider))
+	for k := range st.Provider {
+		names = append(names, k)
+	}
+
+	sort.Strings(names)
+
+	return fmt.Sprint(names)
+}
