@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -137,7 +138,7 @@ func ReadKeyBackup(c *config.Cluster) ([]corev1.Secret, error) {
 
 	switch {
 	case kb.IdentityFile != "":
-		if ident, err = os.ReadFile(c.Resolve(kb.IdentityFile)); err != nil {
+		if ident, err = os.ReadFile(c.Resolve(expandHome(kb.IdentityFile))); err != nil {
 			return nil, fmt.Errorf("secrets.sealedSecrets.keyBackup.identityFile: %w", err)
 		}
 	default:
@@ -160,4 +161,19 @@ func ReadKeyBackup(c *config.Cluster) ([]corev1.Secret, error) {
 	}
 
 	return keys, nil
+}
+
+// expandHome turns a leading ~/ into the home directory: identity files live there.
+func expandHome(p string) string {
+	rest, ok := strings.CutPrefix(p, "~/")
+	if !ok {
+		return p
+	}
+
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return p
+	}
+
+	return filepath.Join(home, rest)
 }
