@@ -1,0 +1,96 @@
+package stages
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	k8sfake "k8s.io/client-go/kubernetes/fake"
+
+	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/internal/kube"
+)
+
+func esoObject(kind, ns, name, ready, reason string) *unstructured.Unstructured {
+	obj := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "external-secrets.io/v1", "kind": kind,
+		"metadata": map[string]any{"name": name},
+	}}
+
+	if ns != "" {
+		obj.SetNamespace(ns)
+	}
+
+	if ready != "" {
+		obj.Object["status"] = map[string]any{"conditions": []any{
+			map[string]any{"type": "Ready", "status": ready, "reason": reason},
+		}}
+	}
+
+	return obj
+}
+
+func TestExternalSecretsChecks(t *testing.T) {
+	stores := []config.SecretStore{
+		{Name: "fake-store", Provider: map[string]any{"fake": map[string]any{}}},
+		{Name: "team-store", Namespace: "apps", Provider: map[string]any{"fake": map[string]any{}}},
+	}
+
+	newClient := func(operatorReady int32) *kube.Client {
+		typed := k8sfake.NewClientset(&appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: "external-secrets", Namespace: "external-secrets"},
+			Status:     appsv1.DeploymentStatus{ReadyReplicas: operatorReady},
+		})
+		typed.Resources = []*metav1.APIResourceList{{GroupVersion: "external-secrets.io/v1"}}
+
+		gvr := func(r string) schema.GroupVersionResource {
+			return schema.GroupVersionResource{Group: ESOGroup, Version: "v1", Resource: r}
+		}
+
+		dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
+			gvr("externalsecrets"): "ExternalSecretList", gvr("secretstores"): "SecretStoreList", gvr("clustersecretstores"): "ClusterSecretStoreList",
+			sealedSecrets: "SealedSecretList",
+		},
+			esoObject("ClusterSecretStore", "", "fake-store", "True", "Valid"),
+			esoObject("SecretStore", "apps", "team-store", "False", "InvalidProviderConfig"),
+			esoObject("ExternalSecret", "apps", "db", "True", "SecretSynced"),
+			esoObject("ExternalSecret", "apps", "api", "", ""),
+		)
+
+		return &kube.Client{Typed: typed, Dynamic: dyn}
+	}
+
+	s := &State{Config: &config.Cluster{}}
+	s.Config.Secrets.ExternalSecrets.Stores = stores
+
+	got := map[string]Check{}
+	for _, ch := range secretsChecks(context.Background(), newClient(1), s) {
+		got[ch.Name] = ch
+	}
+
+	for name, want := range map[string]struct {
+		status   CheckStatus
+		evidence string
+	}{
+		"store ClusterSecretStore fake-store Ready": {Pass, "True: Valid"},
+		"store SecretStore apps/team-store Ready":   {Fail, "False: InvalidProviderConfig"},
+		"externalsecrets synced":                    {Fail, "apps/api (no Ready condition yet)"},
+	} {
+		ch, ok := got[name]
+		if !ok || ch.Status != want.status || !strings.Contains(ch.Evidence, want.evidence) {
+			t.Errorf("%s = %+v, want %s with %q (all: %+v)", name, ch, want.status, want.evidence, got)
+		}
+	}
+
+	// The operator does not run: the stores are not judged, and the run is told so.
+	checks := secretsChecks(context.Background(), newClient(0), s)
+	if len(checks) != 1 || checks[0].Status != Warn || !strings.Contains(checks[0].Evidence, "no ready replica") {
+		t.Errorf("without the operator: %+v", checks)
+	}
+}
