@@ -5,7 +5,8 @@ export GOEXPERIMENT := jsonv2
 GO      ?= go
 BIN     := bin/hardstrap
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X main.version=$(VERSION)
+# -s -w: no symbol table or DWARF, a third off the binary (Trivy as a library makes it large).
+LDFLAGS := -s -w -X main.version=$(VERSION)
 DEMO    := .demo
 
 .PHONY: all build demo demo-down test vet e2e e2e-vet bench clean
