@@ -76,6 +76,9 @@ func (p *TextProgress) Done(st Stage, r *StageReport, err error) {
 	}
 }
 
+// Count says "1 change", "2 changes": n and the noun, plural when n is not 1.
+func Count(n int, noun string) string { return count(n, noun) }
+
 func count(n int, noun string) string {
 	if n == 1 {
 		return "1 " + noun

@@ -96,7 +96,7 @@ func runGate(c *cli.Context) error {
 		}
 	} else {
 		rep.RenderText(stdout, c.Bool(flagVerbose))
-		fmt.Fprintf(stdout, "\nImages checked: %d, blocked: %d.\n", len(rep.Images), rep.Blocked)
+		fmt.Fprintf(stdout, "\n%s checked, %d blocked.\n", stages.Count(len(rep.Images), "image"), rep.Blocked)
 	}
 
 	return rep.Err()

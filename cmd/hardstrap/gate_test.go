@@ -53,7 +53,7 @@ func TestGateCommandBlocksAndReports(t *testing.T) {
 
 	for _, want := range []string{
 		"BLOCKED", "CVE-2099-0001", "fixed in 1.36.1-r30", "no signatures found",
-		"ignore entry CVE-2099-0003 expired on 2000-01-01", "Images checked: 2, blocked: 1.",
+		"ignore entry CVE-2099-0003 expired on 2000-01-01", "2 images checked, 1 blocked.",
 	} {
 		if !strings.Contains(r.Stdout, want) {
 			t.Errorf("stdout lacks %q:\n%s", want, r.Stdout)

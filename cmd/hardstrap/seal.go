@@ -12,6 +12,7 @@ import (
 
 	"github.com/hardstrap/hardstrap/internal/kube"
 	"github.com/hardstrap/hardstrap/internal/sealing"
+	"github.com/hardstrap/hardstrap/stages"
 )
 
 func sealCommand() *cli.Command {
@@ -179,7 +180,8 @@ func runBackup(c *cli.Context) error {
 		fps = append(fps, keys[i].Name+" "+fp)
 	}
 
-	fmt.Fprintf(c.App.Writer, "Backed up %d sealing keys to %s, encrypted to %d recipients:\n  %s\n", len(keys), to, len(recipients), strings.Join(fps, "\n  "))
+	fmt.Fprintf(c.App.Writer, "Backed up %s to %s, encrypted to %s:\n  %s\n",
+		stages.Count(len(keys), "sealing key"), to, stages.Count(len(recipients), "recipient"), strings.Join(fps, "\n  "))
 
 	return nil
 }

@@ -34,19 +34,51 @@ func CacheDir() string {
 	return filepath.Join(base, "hardstrap", "e2e")
 }
 
-// sourceDir is e2e/binaries, the module that pins kube-apiserver and etcd.
-func sourceDir() (string, error) {
+// sourceDir is the e2e module dir named name (binaries, sealedsecrets): a module of its own that
+// pins the programs built from it.
+func sourceDir(name string) (string, error) {
 	_, file, _, ok := runtime.Caller(0)
 	if !ok {
 		return "", errors.New("cannot locate the e2e sources")
 	}
 
-	dir := filepath.Join(filepath.Dir(file), "..", "binaries")
+	dir := filepath.Join(filepath.Dir(file), "..", name)
 	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
-		return "", fmt.Errorf("e2e/binaries not found next to %s: %w", file, err)
+		return "", fmt.Errorf("e2e/%s not found next to %s: %w", name, file, err)
 	}
 
 	return dir, nil
+}
+
+// buildOnce runs build unless dir already holds a complete build. It holds an exclusive lock on
+// dir.lock meanwhile, so concurrent callers (other test binaries) wait for one build, and
+// stamps dir complete with stamp when build succeeds.
+func buildOnce(dir, stamp string, build func() error) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+
+	lock, err := os.OpenFile(dir+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("lock %s: %w", dir, err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) //nolint:errcheck // released on close anyway
+
+	complete := filepath.Join(dir, ".complete")
+	if _, err := os.Stat(complete); err == nil {
+		return nil
+	}
+
+	if err := build(); err != nil {
+		return err
+	}
+
+	return os.WriteFile(complete, []byte(stamp+"\n"), 0o644)
 }
 
 // EnsureBinaries builds kube-apiserver, kube-controller-manager and etcd once per Kubernetes and
@@ -61,29 +93,16 @@ func EnsureBinaries(ctx context.Context, logf func(string, ...any)) (Binaries, e
 		Etcd:              filepath.Join(dir, "etcd"),
 	}
 
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return b, err
-	}
+	return b, buildOnce(dir, KubernetesVersion+" "+runtime.Version(), func() error {
+		return buildControlPlane(ctx, dir, logf)
+	})
+}
 
-	lock, err := os.OpenFile(dir+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+// buildControlPlane builds the control plane programs into dir.
+func buildControlPlane(ctx context.Context, dir string, logf func(string, ...any)) error {
+	src, err := sourceDir("binaries")
 	if err != nil {
-		return b, err
-	}
-	defer lock.Close()
-
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return b, fmt.Errorf("lock %s: %w", dir, err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) //nolint:errcheck // released on close anyway
-
-	stamp := filepath.Join(dir, ".complete")
-	if _, err := os.Stat(stamp); err == nil {
-		return b, nil
-	}
-
-	src, err := sourceDir()
-	if err != nil {
-		return b, err
+		return err
 	}
 
 	major, minor, _ := strings.Cut(strings.TrimPrefix(KubernetesVersion, "v"), ".")
@@ -100,16 +119,24 @@ func EnsureBinaries(ctx context.Context, logf func(string, ...any)) (Binaries, e
 		logf("building kube-apiserver, kube-controller-manager and etcd %s into %s (first run only, several minutes)", KubernetesVersion, dir)
 	}
 
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", ldflags, "-o", dir+string(os.PathSeparator),
-		"k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kube-controller-manager", "./etcd")
-	cmd.Dir = src
-	// Kubernetes is built as upstream builds it: without hardstrap's jsonv2 experiment.
-	cmd.Env = append(os.Environ(), "GOEXPERIMENT=", "CGO_ENABLED=0")
-
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return b, fmt.Errorf("build control plane binaries: %w\n%s", err, out)
+	if err := goBuild(ctx, src, "-ldflags", ldflags, "-o", dir+string(os.PathSeparator),
+		"k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kube-controller-manager", "./etcd"); err != nil {
+		return fmt.Errorf("build control plane binaries: %w", err)
 	}
 
-	return b, os.WriteFile(stamp, []byte(KubernetesVersion+" "+runtime.Version()+"\n"), 0o644)
+	return nil
+}
+
+// goBuild runs go build -trimpath with args in the module dir src, as upstream builds these
+// programs: without hardstrap's jsonv2 experiment, and without cgo.
+func goBuild(ctx context.Context, src string, args ...string) error {
+	cmd := exec.CommandContext(ctx, "go", append([]string{"build", "-trimpath"}, args...)...)
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "GOEXPERIMENT=", "CGO_ENABLED=0")
+
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%w\n%s", err, out)
+	}
+
+	return nil
 }
