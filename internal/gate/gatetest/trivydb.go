@@ -47,6 +47,14 @@ var Advisories = []Advisory{
 	{"CVE-2099-0003", "zlib", "1.3.1-r2", dbtypes.SeverityLow, "zlib: low test bug"},
 }
 
+// NpmAdvisory is the test DB's one language-package vulnerability: lodash before 4.17.21, in
+// the bucket Trivy reads npm advisories from (GitHub's advisory database).
+var NpmAdvisory = Advisory{"CVE-2099-0100", "lodash", "4.17.21", dbtypes.SeverityCritical, "lodash: test prototype pollution"}
+
+// npmBucket is the trivy-db bucket of GitHub's npm advisories ("npm::" is the ecosystem prefix
+// Trivy's library detector scans).
+const npmBucket = "npm::GitHub Security Advisory npm"
+
 // Vulnerable and Clean are package lists for AlpineImage: the first has CVE-2099-0001 (HIGH,
 // fixed in 1.36.1-r30), the second nothing.
 var (
@@ -89,7 +97,7 @@ func BuildDB(t testing.TB) string {
 			}
 		}
 
-		return nil
+		return putNpmAdvisory(dbc, tx)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -109,6 +117,46 @@ func BuildDB(t testing.TB) string {
 	}
 
 	return dir
+}
+
+func putNpmAdvisory(dbc db.Config, tx *bolt.Tx) error {
+	a := NpmAdvisory
+
+	if err := dbc.PutDataSource(tx, npmBucket, dbtypes.DataSource{ID: "ghsa", Name: "GitHub Security Advisory npm", URL: "https://github.com/advisories"}); err != nil {
+		return err
+	}
+
+	adv := dbtypes.Advisory{VulnerableVersions: []string{"<" + a.Fixed}, PatchedVersions: []string{a.Fixed}}
+	if err := dbc.PutAdvisoryDetail(tx, a.ID, a.Package, []string{npmBucket}, adv); err != nil {
+		return err
+	}
+
+	vuln := dbtypes.Vulnerability{Title: a.Title, Severity: a.Severity.String(), VendorSeverity: dbtypes.VendorSeverity{"ghsa": a.Severity}}
+	if err := dbc.PutVulnerability(tx, a.ID, vuln); err != nil {
+		return err
+	}
+
+	return dbc.SaveAdvisoryDetails(tx, a.ID)
+}
+
+// WithNodePackage adds a layer with node_modules/name/package.json at version to img: a
+// language package, found by Trivy's node-pkg analyzer.
+func WithNodePackage(t testing.TB, img v1.Image, name, version string) v1.Image {
+	t.Helper()
+
+	layer, err := crane.Layer(map[string][]byte{
+		"usr/lib/node_modules/" + name + "/package.json": fmt.Appendf(nil, `{"name": %q, "version": %q, "license": "MIT"}`, name, version),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	img, err = mutate.AppendLayers(img, layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	return img
 }
 
 // DBArtifact packs a DB directory the way Trivy publishes its DB: an OCI artifact with one

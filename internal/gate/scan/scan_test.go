@@ -339,3 +339,31 @@ func TestEnsureDBDownloadsFromARepository(t *testing.T) {
 		t.Fatalf("err = %v, want a hint at images.trivy.dbDir", err)
 	}
 }
+
+func TestLanguagePackagesAreScanned(t *testing.T) {
+	reg := gatetest.NewRegistry(t)
+	img := gatetest.WithNodePackage(t, gatetest.AlpineImage(t, gatetest.Clean...), "lodash", "4.17.20")
+	tag, _ := reg.Push(t, "app:node", img)
+
+	res, err := newScanner(t, gatetest.BuildDB(t)).Scan(context.Background(), tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	f, ok := find(res.Blocking(), gatetest.NpmAdvisory.ID)
+	if !ok {
+		t.Fatalf("the vulnerable npm package was not found: %v", findingIDs(res.Findings))
+	}
+
+	if f.Package != "lodash" || f.Installed != "4.17.20" || f.Fixed != "4.17.21" || f.Severity != "CRITICAL" || !strings.Contains(f.Target, "Node.js") {
+		t.Errorf("finding = %+v", f)
+	}
+
+	// The fixed version is clean.
+	fixed := gatetest.WithNodePackage(t, gatetest.AlpineImage(t, gatetest.Clean...), "lodash", "4.17.21")
+	tag, _ = reg.Push(t, "app:node-fixed", fixed)
+
+	if res, err := newScanner(t, gatetest.BuildDB(t)).Scan(context.Background(), tag); err != nil || len(res.Findings) != 0 {
+		t.Fatalf("fixed lodash: %v %v", err, findingIDs(res.Findings))
+	}
+}
