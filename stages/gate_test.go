@@ -124,8 +124,8 @@ func TestGateBlocksAVulnerableChartImage(t *testing.T) {
 		t.Errorf("image %q digest %q", im.Ref, im.Digest)
 	}
 
-	if want := "release kube-system/cilium: Deployment kube-system/cilium container app"; len(im.Sources) != 1 || !strings.HasPrefix(im.Sources[0], "release kube-system/cilium: Deployment") {
-		t.Errorf("sources = %v, want %q", im.Sources, want)
+	if want := "release kube-system/cilium: Deployment kube-system/cilium container cilium"; len(im.Sources) != 1 || im.Sources[0] != want {
+		t.Errorf("sources = %v, want [%s]", im.Sources, want)
 	}
 
 	var text strings.Builder

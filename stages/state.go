@@ -67,8 +67,8 @@ type State struct {
 	// Registry reaches container registries (auth, transport) for the gate; nil uses the
 	// default keychain (~/.docker/config.json, credential helpers).
 	Registry []remote.Option
-	// CacheDir holds chart archives' neighbours: the Trivy DB download and the gate's scan
-	// results; "" uses os.UserCacheDir()/hardstrap.
+	// CacheDir holds the gate's Trivy DB download (trivy/db) and scan results (scans); ""
+	// uses os.UserCacheDir()/hardstrap.
 	CacheDir string
 	// KeylessTrust fills the trust material of keyless signature checks; nil uses Sigstore's
 	// public-good instance (tests inject a local CA).
