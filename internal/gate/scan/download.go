@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 
@@ -53,8 +54,16 @@ func EnsureDB(ctx context.Context, dbDir string, repos []string, opt ftypes.Regi
 	}
 
 	if err := client.Download(ctx, dbDir, opt); err != nil {
-		return false, fmt.Errorf("download the Trivy DB from %v (set images.trivy.dbDir to scan offline with a DB you copied in): %w", repos, err)
+		return false, fmt.Errorf("download the Trivy DB from %s (set images.trivy.dbDir to scan offline with a DB you copied in): %s",
+			strings.Join(repos, ", "), oneLine(err))
 	}
 
 	return true, nil
+}
+
+// oneLine folds trivy's multi-line error lists ("1 error occurred:\n\t* ...") into one line.
+func oneLine(err error) string {
+	fields := strings.Fields(strings.ReplaceAll(err.Error(), "\n\t* ", " "))
+
+	return strings.Join(fields, " ")
 }
