@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -92,5 +93,53 @@ func TestExternalSecretsChecks(t *testing.T) {
 	checks := secretsChecks(context.Background(), newClient(0), s)
 	if len(checks) != 1 || checks[0].Status != Warn || !strings.Contains(checks[0].Evidence, "no ready replica") {
 		t.Errorf("without the operator: %+v", checks)
+	}
+}
+
+func TestSealingChecks(t *testing.T) {
+	f := newKeysFixture(t) // a backup of one key, the identity that opens it, an empty cluster
+	s := f.state(t, "age.key")
+
+	ss := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "bitnami.com/v1alpha1", "kind": "SealedSecret",
+		"metadata": map[string]any{"name": "db", "namespace": "apps"},
+		"status": map[string]any{"conditions": []any{
+			map[string]any{"type": "Synced", "status": "False", "message": "no key could decrypt secret (password)"},
+		}},
+	}}
+
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{sealedSecrets: "SealedSecretList"}, ss)
+	client := &kube.Client{Typed: f.client, Dynamic: dyn}
+
+	byName := func() map[string]Check {
+		out := map[string]Check{}
+		for _, ch := range secretsChecks(context.Background(), client, s) {
+			out[ch.Name] = ch
+		}
+
+		return out
+	}
+
+	got := byName()
+	if ch := got["sealing keys match the backup"]; ch.Status != Fail || !strings.Contains(ch.Evidence, "lacks the backup's keys") {
+		t.Errorf("key check on a cluster without the key: %+v", ch)
+	}
+
+	if ch := got["sealedsecrets unsealed"]; ch.Status != Fail || !strings.Contains(ch.Evidence, "apps/db (no Secret: False: no key could decrypt secret (password))") {
+		t.Errorf("unsealed check without the Secret: %+v", ch)
+	}
+
+	// The key restored and the Secret unsealed: both pass.
+	mustApply(t, &keysStage{}, s, mustPlan(t, &keysStage{}, s))
+
+	if _, err := f.client.CoreV1().Secrets("apps").Create(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "apps"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	got = byName()
+	for _, name := range []string{"sealing keys match the backup", "sealedsecrets unsealed"} {
+		if got[name].Status != Pass {
+			t.Errorf("%s: %+v", name, got[name])
+		}
 	}
 }
