@@ -3,7 +3,9 @@ package stages
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -42,7 +44,14 @@ func (*storesStage) Plan(ctx context.Context, s *State) (Changes, error) {
 		return c, err
 	}
 
-	version, err := esoVersion(client)
+	var version string
+
+	err = eventuallyWithin(ctx, storesCRDWait(s), func() (bool, error) {
+		var err error
+		version, err = esoVersion(client)
+
+		return err == nil, err
+	})
 	if err != nil {
 		if s.DryRun && s.Config.Secrets.ExternalSecrets.IsEnabled() {
 			c.Notes = append(c.Notes, "the External Secrets CRDs are not served yet: the stores are validated when apply has installed the operator")
@@ -84,6 +93,16 @@ func (*storesStage) Plan(ctx context.Context, s *State) (Changes, error) {
 
 // Apply applies the planned stores.
 func (*storesStage) Apply(ctx context.Context, _ *State, c Changes) error { return applyAll(ctx, c) }
+
+// storesCRDWait is how long apply waits for the External Secrets CRDs to be served: the charts
+// stage may have installed them a moment ago. Plan does not wait.
+func storesCRDWait(s *State) time.Duration {
+	if s.DryRun || !s.Config.Secrets.ExternalSecrets.IsEnabled() || !slices.Contains(s.Selected, "charts") {
+		return 0
+	}
+
+	return 30 * time.Second
+}
 
 // esoVersion is the version of external-secrets.io the API server prefers.
 func esoVersion(client *kube.Client) (string, error) {

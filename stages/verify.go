@@ -299,7 +299,12 @@ func canICheck(ctx context.Context, client *kube.Client, e config.Expectation) C
 // eventually retries try for up to five seconds until it reports done, and returns its last
 // error.
 func eventually(ctx context.Context, try func() (bool, error)) error {
-	deadline := time.Now().Add(5 * time.Second)
+	return eventuallyWithin(ctx, 5*time.Second, try)
+}
+
+// eventuallyWithin is eventually with its own time limit.
+func eventuallyWithin(ctx context.Context, limit time.Duration, try func() (bool, error)) error {
+	deadline := time.Now().Add(limit)
 
 	for {
 		done, err := try()
