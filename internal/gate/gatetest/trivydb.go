@@ -144,9 +144,16 @@ func putNpmAdvisory(dbc db.Config, tx *bolt.Tx) error {
 func WithNodePackage(t testing.TB, img v1.Image, name, version string) v1.Image {
 	t.Helper()
 
-	layer, err := crane.Layer(map[string][]byte{
+	return withFiles(t, img, map[string][]byte{
 		"usr/lib/node_modules/" + name + "/package.json": fmt.Appendf(nil, `{"name": %q, "version": %q, "license": "MIT"}`, name, version),
 	})
+}
+
+// withFiles adds a layer holding files to img.
+func withFiles(t testing.TB, img v1.Image, files map[string][]byte) v1.Image {
+	t.Helper()
+
+	layer, err := crane.Layer(files)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,23 +228,13 @@ func AlpineImage(t testing.TB, pkgs ...string) v1.Image {
 		fmt.Fprintf(&apk, "P:%s\nV:%s\nA:x86_64\no:%s\nL:MIT\n\n", pkgs[i], pkgs[i+1], pkgs[i])
 	}
 
-	layer, err := crane.Layer(map[string][]byte{
-		"etc/os-release":       []byte(osRelease),
-		"lib/apk/db/installed": []byte(apk.String()),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-
 	img, err := mutate.ConfigFile(empty.Image, &v1.ConfigFile{Architecture: "amd64", OS: "linux"})
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	img, err = mutate.AppendLayers(img, layer)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	return img
+	return withFiles(t, img, map[string][]byte{
+		"etc/os-release":       []byte(osRelease),
+		"lib/apk/db/installed": []byte(apk.String()),
+	})
 }
