@@ -4,7 +4,8 @@
 // Trivy is used as a library, the way `trivy image --skip-db-update
 // --offline-scan` wires itself: the image is pulled with go-containerregistry
 // (so the caller's remote.Options — auth, transport, platform — apply),
-// analysed by fanal (pkg/fanal/artifact/image) with an in-memory layer cache,
+// analysed by fanal (pkg/fanal/artifact/image) with an in-memory layer cache
+// that the Scanner keeps (a base layer shared by several images is fetched and analysed once),
 // and matched by the local scanner (pkg/scan/local) against a Trivy DB that
 // already sits in Scanner.DBDir. Nothing is downloaded: no DB, no Java DB, no
 // checks bundle. DBDir is the directory that holds trivy.db and metadata.json

@@ -63,6 +63,11 @@ type Scanner struct {
 	Ignore []Ignored
 	// Now is the clock for expiry and DB age (default time.Now).
 	Now func() time.Time
+
+	// layers is Trivy's analysis of each layer scanned by this Scanner: a layer that several
+	// images share (a common base image) is downloaded and analysed once.
+	layers     *cache.MemoryCache
+	layersOnce sync.Once
 }
 
 // Finding is one vulnerability in one package of the image.
@@ -249,7 +254,8 @@ func (s *Scanner) trivy(ctx context.Context, imageRef string, ref name.Reference
 	}
 	defer db.Close()
 
-	c := cache.NewMemoryCache()
+	s.layersOnce.Do(func() { s.layers = cache.NewMemoryCache() })
+	c := s.layers
 	art, err := artimage.NewArtifact(remoteImage{Image: img, name: imageRef, ref: ref}, c, artifact.Option{
 		DisabledAnalyzers: disabledAnalyzers(),
 		Offline:           true,

@@ -367,3 +367,34 @@ func TestLanguagePackagesAreScanned(t *testing.T) {
 		t.Fatalf("fixed lodash: %v %v", err, findingIDs(res.Findings))
 	}
 }
+
+func TestSharedLayersAreFetchedOnce(t *testing.T) {
+	reg := gatetest.NewRegistry(t)
+	base := gatetest.AlpineImage(t, gatetest.Clean...)
+	first, _ := reg.Push(t, "app:one", gatetest.WithNodePackage(t, base, "lodash", "4.17.21"))
+	second, _ := reg.Push(t, "app:two", gatetest.WithNodePackage(t, base, "left-pad", "1.3.0"))
+
+	baseLayers, _ := base.Layers()
+	baseDigest, _ := baseLayers[0].Digest()
+
+	s := newScanner(t, gatetest.BuildDB(t))
+
+	for i, ref := range []string{first, second} {
+		if _, err := s.Scan(context.Background(), ref); err != nil {
+			t.Fatal(err)
+		}
+
+		fetched := 0
+		for _, r := range reg.Requests() {
+			if strings.HasPrefix(r, "GET ") && strings.HasSuffix(r, "/blobs/"+baseDigest.String()) {
+				fetched++
+			}
+		}
+
+		if want := []int{1, 0}[i]; fetched != want {
+			t.Errorf("scan %d fetched the shared base layer %d times, want %d: %v", i+1, fetched, want, reg.Requests())
+		}
+
+		reg.Reset()
+	}
+}
