@@ -5,15 +5,16 @@
 // --offline-scan` wires itself: the image is pulled with go-containerregistry
 // (so the caller's remote.Options — auth, transport, platform — apply),
 // analysed by fanal (pkg/fanal/artifact/image) with an in-memory layer cache
-// that the Scanner keeps (a base layer shared by several images is fetched and analysed once),
-// and matched by the local scanner (pkg/scan/local) against a Trivy DB that
-// already sits in Scanner.DBDir. Nothing is downloaded: no DB, no Java DB, no
-// checks bundle. DBDir is the directory that holds trivy.db and metadata.json
-// (Trivy's "<cache-dir>/db"), e.g. filled beforehand by
-// `trivy image --download-db-only --cache-dir X` and shipped to DBDir=X/db.
+// that the Scanner keeps (a base layer shared by several images is fetched and
+// analysed once), and matched by the local scanner (pkg/scan/local) against a
+// Trivy DB that already sits in Scanner.DBDir. Scan downloads nothing else: no
+// DB, no Java DB, no checks bundle. DBDir is the directory that holds trivy.db
+// and metadata.json (Trivy's "<cache-dir>/db"): copied in for air-gapped use
+// (e.g. from `trivy image --download-db-only --cache-dir X`, DBDir=X/db), or
+// filled by EnsureDB, which downloads it as Trivy does.
 //
 // Scanned: OS packages (apk, dpkg, rpm, …) and language packages found in the
-// image (Go binaries, lock files, …). Not scanned: jar files (they need
+// image (Go binaries, node_modules and site-packages metadata, …). Not scanned: jar files (they need
 // Trivy's Java DB, which is not part of the offline DB), secrets, licences
 // and misconfigurations.
 //
