@@ -159,6 +159,15 @@ func newGate(ctx context.Context, s *State) (*gate.Gate, error) {
 		Severities: im.Trivy.Severity, IgnoreUnfixed: im.Trivy.IgnoreUnfixed, Ignore: ignore, Now: s.Now,
 	}
 
+	// A missing or unreadable DB is one error for the run, not one per image.
+	if err := scanner.CheckDB(); err != nil {
+		if im.Trivy.DBDir != "" {
+			return nil, fmt.Errorf("images.trivy.dbDir %s: %w (copy a Trivy DB there: trivy.db and metadata.json)", im.Trivy.DBDir, err)
+		}
+
+		return nil, err
+	}
+
 	verifier := &cosign.Verifier{
 		Policies:       append(slices.Clone(im.Cosign), cosign.DefaultPolicies()...),
 		AllowUnmatched: im.AllowUnmatched,

@@ -265,3 +265,16 @@ func TestGateSARIF(t *testing.T) {
 		}
 	}
 }
+
+func TestGateMissingDBIsOneClearError(t *testing.T) {
+	f := newGateFixture(t)
+	f.write(t, f.clean, "")
+
+	s := f.state(t)
+	s.Config.Images.Trivy.DBDir = "no-such-db"
+
+	c, err := (&gateStage{}).Plan(context.Background(), s)
+	if err == nil || !strings.Contains(err.Error(), "images.trivy.dbDir no-such-db") || c.Gate != nil {
+		t.Fatalf("plan = %+v, %v; want one error naming images.trivy.dbDir", c.Gate, err)
+	}
+}

@@ -224,6 +224,12 @@ func normSeverities(in []string) ([]string, error) {
 	return out, nil
 }
 
+// CheckDB reports whether DBDir holds a Trivy DB this build can read.
+func (s *Scanner) CheckDB() error {
+	_, err := s.dbMeta()
+	return err
+}
+
 func (s *Scanner) dbMeta() (metadata.Metadata, error) {
 	if s.DBDir == "" {
 		return metadata.Metadata{}, errors.New("scan: no DBDir: the gate scans offline against a Trivy DB already on disk")
