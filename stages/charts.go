@@ -75,12 +75,10 @@ func (st *chartsStage) Plan(ctx context.Context, s *State) (Changes, error) {
 		return c, err
 	}
 
-	fetcher := s.fetcher()
-
 	run := &chartsRun{stage: st, state: s}
 
 	for _, r := range rels {
-		p, err := loadPlanned(ctx, s, fetcher, r)
+		p, err := loadPlanned(ctx, s, r)
 		if err != nil {
 			return c, err
 		}
@@ -100,7 +98,7 @@ func (st *chartsStage) Plan(ctx context.Context, s *State) (Changes, error) {
 // Apply performs the changes in plan order: the CNI before anything that needs a network.
 func (*chartsStage) Apply(ctx context.Context, _ *State, c Changes) error { return applyAll(ctx, c) }
 
-func loadPlanned(ctx context.Context, s *State, f *charts.Fetcher, r charts.Release) (*planned, error) {
+func loadPlanned(ctx context.Context, s *State, r charts.Release) (*planned, error) {
 	name := r.Namespace + "/" + r.ReleaseName
 
 	// The cluster first: without one, fail before downloading anything.
@@ -109,7 +107,7 @@ func loadPlanned(ctx context.Context, s *State, f *charts.Fetcher, r charts.Rele
 		return nil, err
 	}
 
-	fetched, err := f.Fetch(ctx, r.Source)
+	fetched, err := s.fetch(ctx, r.Source)
 	if err != nil {
 		return nil, fmt.Errorf("release %s (%s): %w", name, r.Field, err)
 	}

@@ -81,7 +81,7 @@ func collectImages(ctx context.Context, s *State) (*gate.Set, error) {
 		}
 
 		for _, r := range rels {
-			fetched, err := s.fetcher().Fetch(ctx, r.Source)
+			fetched, err := s.fetch(ctx, r.Source)
 			if err != nil {
 				return nil, fmt.Errorf("release %s/%s (%s): %w", r.Namespace, r.ReleaseName, r.Field, err)
 			}

@@ -278,3 +278,29 @@ func TestGateMissingDBIsOneClearError(t *testing.T) {
 		t.Fatalf("plan = %+v, %v; want one error naming images.trivy.dbDir", c.Gate, err)
 	}
 }
+
+func TestAChartIsDownloadedOncePerRun(t *testing.T) {
+	url, hits := chartstest.ServeRepo(t, chartstest.Build(t, "cilium", "0.1.0"))
+	src := charts.Source{Kind: charts.SourceHTTP, URL: url, Name: "cilium", Version: "0.1.0"}
+	s := &State{Fetcher: &charts.Fetcher{CacheDir: t.TempDir()}}
+
+	first, err := s.fetch(context.Background(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	downloads := hits.Load()
+
+	second, err := s.fetch(context.Background(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if n := hits.Load() - downloads; n != 0 {
+		t.Errorf("the second stage's fetch made %d requests, want 0", n)
+	}
+
+	if second.Digest != first.Digest || second.Chart == first.Chart {
+		t.Errorf("second fetch: digest %s (first %s), same chart object %v", second.Digest, first.Digest, second.Chart == first.Chart)
+	}
+}

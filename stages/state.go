@@ -76,6 +76,9 @@ type State struct {
 	// Gate is the gate stage's report, for --sarif.
 	Gate *gate.Report
 
+	// fetched maps each chart source fetched in this run to its archive's digest.
+	fetched map[charts.Source]string
+
 	kubeOnce   sync.Once
 	kubeClient *kube.Client
 	kubeErr    error
@@ -85,12 +88,33 @@ type State struct {
 	nodeErr    error
 }
 
-func (s *State) fetcher() *charts.Fetcher {
+// fetch gets a chart, downloading it at most once per run: when a later stage asks for a
+// source an earlier one fetched (the gate, then charts), the archive's digest is known and
+// the Fetcher serves it from its digest cache, loading a chart object of its own (Helm's
+// dependency processing changes the chart it renders).
+func (s *State) fetch(ctx context.Context, src charts.Source) (*charts.Fetched, error) {
 	if s.Fetcher == nil {
 		s.Fetcher = &charts.Fetcher{}
 	}
 
-	return s.Fetcher
+	req := src
+	// Not for local charts: a chart directory's archive digest changes with every packaging.
+	if d, ok := s.fetched[src]; ok && req.SHA256 == "" && src.Kind != charts.SourceLocal {
+		req.SHA256 = d
+	}
+
+	f, err := s.Fetcher.Fetch(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+
+	if s.fetched == nil {
+		s.fetched = map[charts.Source]string{}
+	}
+
+	s.fetched[src] = f.Digest
+
+	return f, nil
 }
 
 func (s *State) cacheDir() (string, error) {
