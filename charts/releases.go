@@ -79,10 +79,12 @@ func resolve(c *config.Cluster, key, field string, r *config.Release) (Release, 
 		return Release{}, err
 	}
 
+	ns, name := Placement(key, r)
+
 	rel := Release{
 		Key:         key,
-		ReleaseName: first(r.ReleaseName, pin.ReleaseName),
-		Namespace:   first(r.Namespace, pin.Namespace),
+		ReleaseName: name,
+		Namespace:   ns,
 		Source:      src,
 		Values:      MergeValues(defaults, r.Values),
 		Wait:        r.Wait != nil && *r.Wait, // off by default: before the CNI, nothing can become ready
@@ -90,6 +92,15 @@ func resolve(c *config.Cluster, key, field string, r *config.Release) (Release, 
 	}
 
 	return rel, nil
+}
+
+// Placement returns the namespace and Helm release name of the release pinned as key: r's own
+// when set, else the pin's (the sealed-secrets controller's namespace, the operator's
+// Deployment, ...).
+func Placement(key string, r *config.Release) (namespace, name string) {
+	pin, _ := PinFor(key)
+
+	return first(r.Namespace, pin.Namespace), first(r.ReleaseName, pin.ReleaseName)
 }
 
 // source is where the chart of r comes from: the pin, or r.chart's override of it.

@@ -108,15 +108,8 @@ func createKey(api secretCreator, k corev1.Secret, ns string) func(context.Conte
 
 // controllerNamespace is where the sealed-secrets controller runs and keeps its keys.
 func controllerNamespace(c *config.Cluster) string {
-	if ns := c.Secrets.SealedSecrets.Namespace; ns != "" {
-		return ns
-	}
-
-	if pin, ok := charts.PinFor(charts.KeySealedSecrets); ok {
-		return pin.Namespace
-	}
-
-	return sealing.DefaultControllerNamespace
+	ns, _ := charts.Placement(charts.KeySealedSecrets, &c.Secrets.SealedSecrets.Release)
+	return ns
 }
 
 // ReadKeyBackup decrypts secrets.sealedSecrets.keyBackup with its age identity (identityFile,

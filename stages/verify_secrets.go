@@ -178,10 +178,7 @@ func externalSecretsChecks(ctx context.Context, client *kube.Client, s *State) [
 
 // esoRunning reports whether the External Secrets Operator's Deployment has a ready replica.
 func esoRunning(ctx context.Context, client *kube.Client, s *State) (bool, string) {
-	ns, name := s.Config.Secrets.ExternalSecrets.Namespace, s.Config.Secrets.ExternalSecrets.ReleaseName
-	if pin, ok := charts.PinFor(charts.KeyExternalSecrets); ok {
-		ns, name = firstNonEmpty(ns, pin.Namespace), firstNonEmpty(name, pin.ReleaseName)
-	}
+	ns, name := charts.Placement(charts.KeyExternalSecrets, &s.Config.Secrets.ExternalSecrets.Release)
 
 	d, err := client.Typed.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
