@@ -66,20 +66,18 @@ func (p *TextProgress) Done(st Stage, r *StageReport, err error) {
 	case err != nil:
 		fmt.Fprintf(p.W, " ✗ %s\n", st.Title())
 	case r.Status == StatusPlanned:
-		fmt.Fprintf(p.W, " • %s: %s planned\n", st.Title(), count(len(r.Items), "change"))
+		fmt.Fprintf(p.W, " • %s: %s planned\n", st.Title(), Count(len(r.Items), "change"))
 	case len(r.Checks) > 0:
 		fmt.Fprintf(p.W, " ✓ %s (%s)\n", st.Title(), checkCounts(r.Checks))
 	case r.Status == StatusUpToDate:
 		fmt.Fprintf(p.W, " ✓ %s (no changes)\n", st.Title())
 	default:
-		fmt.Fprintf(p.W, " ✓ %s (%s)\n", st.Title(), count(len(r.Items), "change"))
+		fmt.Fprintf(p.W, " ✓ %s (%s)\n", st.Title(), Count(len(r.Items), "change"))
 	}
 }
 
 // Count says "1 change", "2 changes": n and the noun, plural when n is not 1.
-func Count(n int, noun string) string { return count(n, noun) }
-
-func count(n int, noun string) string {
+func Count(n int, noun string) string {
 	if n == 1 {
 		return "1 " + noun
 	}
@@ -99,7 +97,7 @@ func checkCounts(checks []Check) string {
 	}
 
 	if n[Warn] > 0 {
-		out += fmt.Sprintf(", %s", count(n[Warn], "warning"))
+		out += fmt.Sprintf(", %s", Count(n[Warn], "warning"))
 	}
 
 	return out

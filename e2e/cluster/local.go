@@ -330,12 +330,7 @@ func startProcess(o Options, name, bin string, args ...string) (*process, error)
 func (p *process) exited() error {
 	select {
 	case <-p.done:
-		tail, _ := os.ReadFile(p.log)
-		if len(tail) > 3000 {
-			tail = tail[len(tail)-3000:]
-		}
-
-		return fmt.Errorf("%s exited (%v); last log lines from %s:\n%s", p.name, p.err, p.log, tail)
+		return fmt.Errorf("%s exited (%v); last log lines from %s:\n%s", p.name, p.err, p.log, logTail(p.log))
 	default:
 		return nil
 	}
