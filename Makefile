@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 DEMO    := .demo
 
-.PHONY: all build demo demo-down test vet e2e e2e-vet bench clean
+.PHONY: all build demo demo-down test vet e2e e2e-kind e2e-vet bench clean
 
 all: build
 
@@ -51,13 +51,21 @@ test: vet ## unit and integration tests (no cluster needed)
 vet:
 	$(GO) vet ./...
 
-# The e2e module builds kube-apiserver, kube-controller-manager and etcd on first use and keeps
-# them in $(E2E_CACHE) (override with HARDSTRAP_E2E_CACHE); E2E_PROVIDER=local|kind|talos.
+# The e2e module builds what its provider needs on first use (`lab build`: Kubernetes from source,
+# for kind also the offline node image) and keeps it in $(E2E_CACHE) (override with
+# HARDSTRAP_E2E_CACHE) and in Docker; E2E_PROVIDER=local|kind|talos. The builds run before
+# `go test`, with no deadline: the test timeout covers the tests only.
 E2E_CACHE ?= $(HOME)/.cache/hardstrap/e2e
 export HARDSTRAP_E2E_CACHE ?= $(E2E_CACHE)
+export E2E_PROVIDER
 
 e2e: e2e-vet ## end-to-end scenario against a real control plane
+	cd e2e && $(GO) run ./cmd/lab build
 	cd e2e && $(GO) test -count=1 -timeout 40m ./...
+
+e2e-kind: e2e-vet ## the real-nodes scenario on an offline kind cluster (needs Docker; builds the node image once)
+	cd e2e && E2E_PROVIDER=kind $(GO) run ./cmd/lab build
+	cd e2e && E2E_PROVIDER=kind $(GO) test -count=1 -timeout 40m -run 'TestRealNodes' -v ./scenario
 
 e2e-vet:
 	cd e2e && $(GO) vet ./...

@@ -4,20 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
+	"time"
 )
-
-// Binaries are the control plane programs the local provider runs.
-type Binaries struct {
-	APIServer         string
-	ControllerManager string
-	Etcd              string
-}
 
 // CacheDir is where built binaries are kept between runs: $HARDSTRAP_E2E_CACHE, or
 // hardstrap/e2e under the user's cache directory.
@@ -81,25 +77,48 @@ func buildOnce(dir, stamp string, build func() error) error {
 	return os.WriteFile(complete, []byte(stamp+"\n"), 0o644)
 }
 
-// EnsureBinaries builds kube-apiserver, kube-controller-manager and etcd once per Kubernetes and
-// Go version into the cache directory, and returns their paths. Concurrent callers wait for
-// one build. The version is stamped in at link time: unstamped builds report v0.0.0-master and
-// Helm refuses charts that declare a kubeVersion.
-func EnsureBinaries(ctx context.Context, logf func(string, ...any)) (Binaries, error) {
-	dir := filepath.Join(CacheDir(), fmt.Sprintf("k8s-%s-%s", KubernetesVersion, runtime.Version()))
-	b := Binaries{
-		APIServer:         filepath.Join(dir, "kube-apiserver"),
-		ControllerManager: filepath.Join(dir, "kube-controller-manager"),
-		Etcd:              filepath.Join(dir, "etcd"),
-	}
+// Binaries are the Kubernetes programs built from k8s.io/kubernetes (and etcd), by name.
+//
+// The local provider runs the control plane ones as processes; the kind provider's offline node
+// image carries all of them (the node programs on its PATH, the rest as images).
+type Binaries struct {
+	Dir string
+}
 
-	return b, buildOnce(dir, KubernetesVersion+" "+runtime.Version(), func() error {
-		return buildControlPlane(ctx, dir, logf)
+// Path is the built program named name (kube-apiserver, kubelet, etcd, agnhost, ...).
+func (b Binaries) Path(name string) string { return filepath.Join(b.Dir, name) }
+
+// kubernetesPrograms are the packages built for Binaries, by program name: one go build
+// invocation, so the packages they share are compiled once.
+var kubernetesPrograms = map[string]string{
+	"kube-apiserver":          "k8s.io/kubernetes/cmd/kube-apiserver",
+	"kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
+	"kube-scheduler":          "k8s.io/kubernetes/cmd/kube-scheduler",
+	"kube-proxy":              "k8s.io/kubernetes/cmd/kube-proxy",
+	"kubelet":                 "k8s.io/kubernetes/cmd/kubelet",
+	"kubeadm":                 "k8s.io/kubernetes/cmd/kubeadm",
+	"kubectl":                 "k8s.io/kubernetes/cmd/kubectl",
+	// agnhost is the Kubernetes e2e test image's program: the node's pause image and the
+	// NetworkPolicy probe's server and clients.
+	"agnhost": "k8s.io/kubernetes/test/images/agnhost",
+	"etcd":    "./etcd",
+}
+
+// EnsureBinaries builds every Kubernetes program (kubernetesPrograms) once per Kubernetes and
+// Go version into the cache directory. Concurrent callers wait for one build. The build has no
+// deadline of its own: it is a one-time cost (about 30 minutes on 2 cores), and an interrupted
+// build resumes from Go's build cache. The version is stamped in at link time: unstamped builds
+// report v0.0.0-master and Helm refuses charts that declare a kubeVersion.
+func EnsureBinaries(ctx context.Context, logf func(string, ...any)) (Binaries, error) {
+	b := Binaries{Dir: filepath.Join(CacheDir(), fmt.Sprintf("k8s-%s-%s", KubernetesVersion, runtime.Version()))}
+
+	return b, buildOnce(b.Dir, KubernetesVersion+" "+runtime.Version(), func() error {
+		return buildKubernetes(ctx, b.Dir, logf)
 	})
 }
 
-// buildControlPlane builds the control plane programs into dir.
-func buildControlPlane(ctx context.Context, dir string, logf func(string, ...any)) error {
+// buildKubernetes builds kubernetesPrograms into dir.
+func buildKubernetes(ctx context.Context, dir string, logf func(string, ...any)) error {
 	src, err := sourceDir("binaries")
 	if err != nil {
 		return err
@@ -115,28 +134,73 @@ func buildControlPlane(ctx context.Context, dir string, logf func(string, ...any
 		"-X k8s.io/component-base/version.gitTreeState=clean",
 	}, " ")
 
-	if logf != nil {
-		logf("building kube-apiserver, kube-controller-manager and etcd %s into %s (first run only, several minutes)", KubernetesVersion, dir)
+	names := slices.Sorted(maps.Keys(kubernetesPrograms))
+	args := []string{"-ldflags", ldflags, "-o", dir + string(os.PathSeparator)}
+
+	for _, n := range names {
+		args = append(args, kubernetesPrograms[n])
 	}
 
-	if err := goBuild(ctx, src, "-ldflags", ldflags, "-o", dir+string(os.PathSeparator),
-		"k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kube-controller-manager", "./etcd"); err != nil {
-		return fmt.Errorf("build control plane binaries: %w", err)
+	what := fmt.Sprintf("Kubernetes %s (%s)", KubernetesVersion, strings.Join(names, ", "))
+	if err := goBuild(ctx, src, what, logf, args...); err != nil {
+		return fmt.Errorf("build Kubernetes %s: %w", KubernetesVersion, err)
 	}
 
 	return nil
 }
 
+// buildProgressEvery is how often a running build says it is still running.
+const buildProgressEvery = time.Minute
+
 // goBuild runs go build -trimpath with args in the module dir src, as upstream builds these
-// programs: without hardstrap's jsonv2 experiment, and without cgo.
-func goBuild(ctx context.Context, src string, args ...string) error {
+// programs: without hardstrap's jsonv2 experiment, and without cgo. It logs what it builds
+// first and then once a minute, and a build stopped by ctx (Ctrl-C, a test deadline) says
+// what was running and that a re-run resumes from Go's build cache.
+func goBuild(ctx context.Context, src, what string, logf func(string, ...any), args ...string) error {
+	logf = orDiscard(logf)
+	start := time.Now()
+	logf("building %s (first run only; later runs reuse %s)", what, CacheDir())
+
+	done := progress(logf, "building "+what)
+	defer done()
+
 	cmd := exec.CommandContext(ctx, "go", append([]string{"build", "-trimpath"}, args...)...)
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "GOEXPERIMENT=", "CGO_ENABLED=0")
 
-	if out, err := cmd.CombinedOutput(); err != nil {
+	out, err := cmd.CombinedOutput()
+
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return fmt.Errorf("building %s was stopped after %s (%w): run again to resume; Go's build cache keeps what was compiled",
+			what, time.Since(start).Round(time.Second), context.Cause(ctx))
+	case err != nil:
 		return fmt.Errorf("%w\n%s", err, out)
 	}
 
+	logf("built %s in %s", what, time.Since(start).Round(time.Second))
+
 	return nil
+}
+
+// progress logs "still <what>" once a minute until the returned func is called.
+func progress(logf func(string, ...any), what string) func() {
+	start := time.Now()
+	done := make(chan struct{})
+
+	go func() {
+		t := time.NewTicker(buildProgressEvery)
+		defer t.Stop()
+
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				logf("still %s (%s so far)", what, time.Since(start).Round(time.Second))
+			}
+		}
+	}()
+
+	return func() { close(done) }
 }

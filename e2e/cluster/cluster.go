@@ -15,6 +15,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -31,6 +32,9 @@ type Provider interface {
 	Name() string
 	// Unavailable says, in one line, what this machine lacks to run the provider; "" when it can.
 	Unavailable(ctx context.Context) string
+	// Prepare builds, once per machine, what Start needs (binaries, a node image) and keeps it
+	// in CacheDir; it has no deadline of its own and logs its progress.
+	Prepare(ctx context.Context, logf func(string, ...any)) error
 	// Start brings up a control plane for the patched Talos control plane config.
 	Start(ctx context.Context, o Options) (*Cluster, error)
 }
@@ -66,6 +70,11 @@ type Cluster struct {
 	AuditLog string
 	// Server is the API server URL.
 	Server string
+	// Registry is the host:port of an image registry that both this machine and the
+	// cluster's nodes pull from (images pushed to Registry/NAME:TAG run in pods), or "".
+	Registry string
+	// Nodes is true when pods run (the local provider has no kubelet).
+	Nodes bool
 	// LogDir holds the control plane programs' logs, when the provider writes them locally.
 	LogDir string
 
@@ -104,4 +113,14 @@ func FromEnv() (Provider, error) {
 	}
 
 	return nil, fmt.Errorf("E2E_PROVIDER=%q: use one of %s", name, strings.Join(names, ", "))
+}
+
+// StopDetached stops the cluster started with Options.Detach in dir, whichever provider
+// started it (the local provider's processes, or the kind cluster and its registry). It
+// reports whether anything was running.
+func StopDetached(dir string) (bool, error) {
+	local, errLocal := stopDetachedLocal(dir)
+	kind, errKind := stopDetachedKind(dir)
+
+	return local || kind, errors.Join(errLocal, errKind)
 }

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -46,9 +47,14 @@ const defaultClusterName = "hardstrap-e2e"
 const dockerCheckTimeout = 8 * time.Second
 
 // Kind runs a one-node kind cluster (Kubernetes in Docker) configured like the Talos control
-// plane: see kindConfig for what is mirrored.
+// plane (see kindConfig for what is mirrored), with a local registry next to it.
+//
+// Its node image is, in this order: NodeImage, $E2E_KIND_NODE_IMAGE, KindNodeImage when
+// Docker already has it, or else the offline node image this package builds (EnsureNodeImage).
+// On the offline image pods get their network from a ptp CNI config and NetworkPolicy is
+// enforced by kube-router; kindest/node brings kindnetd, which does both.
 type Kind struct {
-	// NodeImage overrides KindNodeImage.
+	// NodeImage overrides the node image.
 	NodeImage string
 }
 
@@ -57,31 +63,54 @@ var _ Provider = (*Kind)(nil)
 // Name implements Provider.
 func (*Kind) Name() string { return "kind" }
 
-func (k *Kind) image() string {
-	if k.NodeImage != "" {
-		return k.NodeImage
+// nodeImageEnv names the environment variable that overrides the kind node image.
+const nodeImageEnv = "E2E_KIND_NODE_IMAGE"
+
+// image is the node image to run, and whether it is the offline one built here.
+func (k *Kind) image(ctx context.Context, logf func(string, ...any)) (string, bool, error) {
+	switch img := cmp.Or(k.NodeImage, os.Getenv(nodeImageEnv)); {
+	case img != "":
+		return img, strings.HasPrefix(img, NodeImageRepo+":"), nil
+	case dockerImageExists(ctx, KindNodeImage):
+		return KindNodeImage, false, nil
 	}
 
-	return KindNodeImage
+	img, err := EnsureNodeImage(ctx, logf)
+
+	return img, true, err
 }
 
-// Unavailable implements Provider: kind needs the docker CLI, a Docker daemon that answers and
-// the node image already present (nothing is pulled here; Start would pull it).
+// Unavailable implements Provider: kind needs the docker CLI and a Docker daemon that answers
+// (the node image is built by Prepare when Docker does not have one).
 func (k *Kind) Unavailable(ctx context.Context) string {
 	ctx, cancel := context.WithTimeout(ctx, dockerCheckTimeout)
 	defer cancel()
 
-	if why := dockerUnavailable(ctx, k.image()); why != "" {
+	if why := dockerUnavailable(ctx, ""); why != "" {
 		return "kind provider: " + why
 	}
 
 	return ""
 }
 
-// Start implements Provider: it creates the kind cluster and exports its kubeconfig to
-// <Options.Dir>/kubeconfig. kind's Create does not take a context: cancelling ctx is noticed
-// once Create returns, and the cluster is then deleted.
-func (k *Kind) Start(ctx context.Context, o Options) (*Cluster, error) {
+// Prepare implements Provider: it builds the offline node image unless another one is used,
+// and the local registry's image.
+func (k *Kind) Prepare(ctx context.Context, logf func(string, ...any)) error {
+	if _, _, err := k.image(ctx, logf); err != nil {
+		return err
+	}
+
+	_, err := ensureRegistryImage(ctx, logf)
+
+	return err
+}
+
+// Start implements Provider: it starts the local registry, creates the kind cluster, exports
+// its kubeconfig to <Options.Dir>/kubeconfig, and on the offline node image installs pod
+// networking and the NetworkPolicy enforcer and waits for the node to be Ready. kind's Create
+// does not take a context: cancelling ctx is noticed once Create returns, and the cluster is
+// then deleted.
+func (k *Kind) Start(ctx context.Context, o Options) (c *Cluster, err error) {
 	cfg, err := configloader.NewFromBytes(o.ControlPlaneConfig)
 	if err != nil {
 		return nil, fmt.Errorf("load control plane config: %w", err)
@@ -96,9 +125,16 @@ func (k *Kind) Start(ctx context.Context, o Options) (*Cluster, error) {
 		return nil, err
 	}
 
-	name := o.Name
-	if name == "" {
-		name = defaultClusterName
+	name := cmp.Or(o.Name, defaultClusterName)
+
+	image, offline, err := k.image(ctx, o.Log)
+	if err != nil {
+		return nil, err
+	}
+
+	regImage, err := ensureRegistryImage(ctx, o.Log)
+	if err != nil {
+		return nil, err
 	}
 
 	kcfg, files, err := kindConfig(cfg, name, dir)
@@ -106,7 +142,35 @@ func (k *Kind) Start(ctx context.Context, o Options) (*Cluster, error) {
 		return nil, err
 	}
 
-	kcfg.Nodes[0].Image = k.image()
+	kcfg.Nodes[0].Image = image
+
+	if offline {
+		// The offline image has no kindnetd: the provider installs pod networking itself.
+		kcfg.Networking.DisableDefaultCNI = true
+	}
+
+	reg, err := startRegistry(ctx, name+"-registry", regImage)
+	if err != nil {
+		return nil, err
+	}
+
+	stops := []func() error{reg.stop}
+	stop := func() error {
+		var errs []error
+		for i := len(stops) - 1; i >= 0; i-- {
+			errs = append(errs, stops[i]())
+		}
+
+		return errors.Join(errs...)
+	}
+
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, stop())
+		}
+	}()
+
+	kcfg.ContainerdConfigPatches = append(kcfg.ContainerdConfigPatches, reg.containerdPatch())
 
 	if err := writeFiles(filepath.Join(dir, "kind"), files); err != nil {
 		return nil, err
@@ -131,32 +195,65 @@ func (k *Kind) Start(ctx context.Context, o Options) (*Cluster, error) {
 	provider := kindcluster.NewProvider(kindcluster.ProviderWithDocker(), kindcluster.ProviderWithLogger(kindLogger{o: &o}))
 	kubeconfig := filepath.Join(dir, "kubeconfig")
 
-	o.logf("creating kind cluster %s with %s", name, k.image())
+	o.logf("creating kind cluster %s with %s", name, image)
 
-	// No wait for Ready: without a CNI (DisableDefaultCNI) the node never gets there.
-	if err := provider.Create(name,
-		kindcluster.CreateWithV1Alpha4Config(kcfg),
-		kindcluster.CreateWithKubeconfigPath(kubeconfig),
-		kindcluster.CreateWithWaitForReady(0),
-		kindcluster.CreateWithDisplayUsage(false),
-		kindcluster.CreateWithDisplaySalutation(false),
-	); err != nil {
-		return nil, fmt.Errorf("create kind cluster %s: %w", name, err)
+	create := func() error {
+		// No wait for Ready here: without a CNI the node gets there only after Start installs one.
+		return provider.Create(name,
+			kindcluster.CreateWithV1Alpha4Config(kcfg),
+			kindcluster.CreateWithKubeconfigPath(kubeconfig),
+			kindcluster.CreateWithWaitForReady(0),
+			kindcluster.CreateWithDisplayUsage(false),
+			kindcluster.CreateWithDisplaySalutation(false),
+		)
 	}
 
-	stop := func() error {
+	if ok, why := dockerRunsPrivileged(ctx, image); !ok {
+		o.logf("this Docker daemon cannot run --privileged containers (%s): kind runs through a wrapper that grants the node every capability the daemon has", why)
+
+		shim, err := writeDockerShim(filepath.Join(dir, "docker-shim"))
+		if err != nil {
+			return nil, err
+		}
+
+		createDirect := create
+		create = func() error { return withPathFirst(shim, createDirect) }
+	}
+
+	stops = append(stops, func() error {
 		o.logf("deleting kind cluster %s", name)
 
 		return provider.Delete(name, kubeconfig)
+	})
+
+	if err := create(); err != nil {
+		return nil, fmt.Errorf("create kind cluster %s: %w", name, err)
 	}
 
 	if err := ctx.Err(); err != nil {
-		return nil, errors.Join(err, stop())
+		return nil, err
 	}
 
 	restCfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("read kind kubeconfig %s: %w", kubeconfig, err), stop())
+		return nil, fmt.Errorf("read kind kubeconfig %s: %w", kubeconfig, err)
+	}
+
+	if err := reg.connect(ctx, kindNetwork()); err != nil {
+		return nil, err
+	}
+
+	if offline {
+		if err := setUpOfflineNode(ctx, restCfg, name+"-control-plane", o.logf); err != nil {
+			return nil, err
+		}
+	}
+
+	if o.Detach {
+		// StopDetached finds the cluster by this file.
+		if err := os.WriteFile(filepath.Join(dir, kindClusterFile), []byte(name+"\n"), 0o644); err != nil {
+			return nil, err
+		}
 	}
 
 	return &Cluster{
@@ -164,8 +261,42 @@ func (k *Kind) Start(ctx context.Context, o Options) (*Cluster, error) {
 		REST:       restCfg,
 		AuditLog:   filepath.Join(dir, "audit", "kube-apiserver.log"),
 		Server:     restCfg.Host,
+		Registry:   reg.host(),
+		Nodes:      true,
 		stop:       stop,
 	}, nil
+}
+
+// kindClusterFile, in a detached kind cluster's directory, holds the cluster's name.
+const kindClusterFile = "kind-cluster"
+
+// stopDetachedKind deletes the kind cluster (and its registry) started with Options.Detach in
+// dir, and reports whether there was one.
+func stopDetachedKind(dir string) (bool, error) {
+	file := filepath.Join(dir, kindClusterFile)
+
+	data, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+
+	name := strings.TrimSpace(string(data))
+	provider := kindcluster.NewProvider(kindcluster.ProviderWithDocker())
+	reg := &localRegistry{name: name + "-registry"}
+
+	err = errors.Join(provider.Delete(name, filepath.Join(dir, "kubeconfig")), reg.stop())
+	if err == nil {
+		err = os.Remove(file)
+	}
+
+	return true, err
+}
+
+// kindNetwork is the Docker network kind puts its nodes on.
+func kindNetwork() string {
+	return cmp.Or(os.Getenv("KIND_EXPERIMENTAL_DOCKER_NETWORK"), "kind")
 }
 
 // kindOwnedFlags are kube-apiserver flags kubeadm (through kind) sets itself; Talos' values
@@ -334,11 +465,19 @@ func kindConfig(cfg talosconfig.Provider, name, dir string) (*v1alpha4.Cluster, 
 			{HostPath: filepath.Join(dir, "kind"), ContainerPath: kindNodeConfigDir, Readonly: true},
 			{HostPath: filepath.Join(dir, "audit"), ContainerPath: kindNodeAuditDir},
 		},
-		KubeadmConfigPatches: []string{patch},
+		KubeadmConfigPatches: []string{patch, kubeletCgroupV1Patch},
 	}}
 
 	return c, files, nil
 }
+
+// kubeletCgroupV1Patch lets the kubelet run on a cgroup v1 host: since Kubernetes 1.35 it
+// refuses to start there unless its config says failCgroupV1: false. On cgroup v2 it changes
+// nothing.
+const kubeletCgroupV1Patch = `apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+failCgroupV1: false
+`
 
 // kubeadmAPIServerPatch renders the kubeadm v1beta4 ClusterConfiguration patch (the version
 // kind uses for Kubernetes 1.36 and later) that gives kube-apiserver flags and mounts the
@@ -441,7 +580,8 @@ func writeFiles(dir string, files map[string][]byte) error {
 }
 
 // dockerUnavailable says what is missing to run containers from image: the docker CLI, a
-// daemon answering `docker info`, or the image (looked up locally, never pulled).
+// daemon answering `docker info`, or the image (looked up locally, never pulled; not looked
+// up when image is "").
 func dockerUnavailable(ctx context.Context, image string) string {
 	if _, err := exec.LookPath("docker"); err != nil {
 		return "the docker command is not on PATH"
@@ -453,6 +593,10 @@ func dockerUnavailable(ctx context.Context, image string) string {
 		}
 
 		return "the Docker daemon is not reachable (`docker info`: " + firstLine(out, err) + ")"
+	}
+
+	if image == "" {
+		return ""
 	}
 
 	if out, err := exec.CommandContext(ctx, "docker", "image", "inspect", "--format", "{{.Id}}", image).CombinedOutput(); err != nil {

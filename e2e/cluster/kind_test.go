@@ -119,8 +119,17 @@ func (p *kubeadmPatch) arg(name string) (string, bool) {
 func parseKubeadmPatch(t *testing.T, c *v1alpha4.Cluster) *kubeadmPatch {
 	t.Helper()
 
-	if len(c.Nodes) != 1 || len(c.Nodes[0].KubeadmConfigPatches) != 1 {
-		t.Fatalf("want one node with one kubeadm patch, got %+v", c.Nodes)
+	if len(c.Nodes) != 1 || len(c.Nodes[0].KubeadmConfigPatches) != 2 {
+		t.Fatalf("want one node with two kubeadm patches (API server, kubelet), got %+v", c.Nodes)
+	}
+
+	var kubelet map[string]any
+	if err := yaml.UnmarshalStrict([]byte(c.Nodes[0].KubeadmConfigPatches[1]), &kubelet); err != nil {
+		t.Fatalf("kubelet patch: %v", err)
+	}
+
+	if kubelet["kind"] != "KubeletConfiguration" || kubelet["failCgroupV1"] != false {
+		t.Fatalf("second patch = %v, want a KubeletConfiguration with failCgroupV1: false (kubelet 1.35+ refuses cgroup v1 otherwise)", kubelet)
 	}
 
 	var p kubeadmPatch
@@ -452,10 +461,12 @@ func assertUnavailableLine(t *testing.T, p Provider) {
 	}
 }
 
-func TestKindUnavailableHere(t *testing.T) {
-	if os.Getenv("E2E_PROVIDER") == "kind" {
-		t.Skip("E2E_PROVIDER=kind: this machine is expected to run kind")
-	}
+func TestKindUnavailableWithoutDocker(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
 
 	assertUnavailableLine(t, &Kind{})
+
+	if why := (&Kind{}).Unavailable(t.Context()); !strings.Contains(why, "docker command is not on PATH") {
+		t.Errorf("Unavailable = %q, want it to name the missing docker command", why)
+	}
 }

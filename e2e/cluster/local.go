@@ -38,6 +38,12 @@ func (*Local) Unavailable(context.Context) string {
 	return ""
 }
 
+// Prepare implements Provider: it builds the control plane binaries.
+func (*Local) Prepare(ctx context.Context, logf func(string, ...any)) error {
+	_, err := EnsureBinaries(ctx, logf)
+	return err
+}
+
 // Start implements Provider.
 func (l *Local) Start(ctx context.Context, o Options) (*Cluster, error) {
 	bins, err := EnsureBinaries(ctx, o.Log)
@@ -125,7 +131,7 @@ func (*Local) StartWith(ctx context.Context, bins Binaries, o Options) (c *Clust
 	etcdURL := "http://127.0.0.1:" + strconv.Itoa(etcdClient)
 	peerURL := "http://127.0.0.1:" + strconv.Itoa(etcdPeer)
 
-	etcd, err := startProcess(o, "etcd", bins.Etcd,
+	etcd, err := startProcess(o, "etcd", bins.Path("etcd"),
 		"--name=e2e", "--data-dir="+filepath.Join(o.Dir, "etcd"),
 		"--listen-client-urls="+etcdURL, "--advertise-client-urls="+etcdURL,
 		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
@@ -156,7 +162,7 @@ func (*Local) StartWith(ctx context.Context, bins Binaries, o Options) (c *Clust
 
 	o.logf("starting kube-apiserver on %s", server)
 
-	apiserver, err := startProcess(o, "kube-apiserver", bins.APIServer, r.Args...)
+	apiserver, err := startProcess(o, "kube-apiserver", bins.Path("kube-apiserver"), r.Args...)
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +195,7 @@ func (*Local) StartWith(ctx context.Context, bins Binaries, o Options) (c *Clust
 		return nil, err
 	}
 
-	cm, err := startProcess(o, "kube-controller-manager", bins.ControllerManager,
+	cm, err := startProcess(o, "kube-controller-manager", bins.Path("kube-controller-manager"),
 		"--kubeconfig="+cmKubeconfig, "--authentication-kubeconfig="+cmKubeconfig, "--authorization-kubeconfig="+cmKubeconfig,
 		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(cmPort),
 		"--service-account-private-key-file="+filepath.Join(pki, "sa.key"),
@@ -388,9 +394,9 @@ func waitHTTP(ctx context.Context, p *process, url string, tlsCfg *tls.Config, t
 	}
 }
 
-// StopDetached stops a control plane started with Options.Detach in dir, newest process first.
-// It reports whether anything was running.
-func StopDetached(dir string) (bool, error) {
+// stopDetachedLocal stops a local control plane started with Options.Detach in dir, newest
+// process first. It reports whether anything was running.
+func stopDetachedLocal(dir string) (bool, error) {
 	running := false
 
 	var errs []error

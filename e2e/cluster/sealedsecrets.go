@@ -66,11 +66,7 @@ func buildSealedSecrets(ctx context.Context, dir string, logf func(string, ...an
 		return err
 	}
 
-	if logf != nil {
-		logf("building the sealed-secrets controller %s into %s (first run only, a few minutes)", SealedSecretsVersion, dir)
-	}
-
-	if err := goBuild(ctx, src, "-ldflags", "-s -w -X main.VERSION="+SealedSecretsVersion,
+	if err := goBuild(ctx, src, "the sealed-secrets controller "+SealedSecretsVersion, logf, "-ldflags", "-s -w -X main.VERSION="+SealedSecretsVersion,
 		"-o", filepath.Join(dir, "controller"), "github.com/bitnami-labs/sealed-secrets/cmd/controller"); err != nil {
 		return fmt.Errorf("build sealed-secrets controller: %w", err)
 	}

@@ -70,6 +70,9 @@ func (t *Talos) bin() string {
 
 var versionRE = regexp.MustCompile(`v(\d+)\.(\d+)\.\d+`)
 
+// Prepare implements Provider: talosctl and its image come from the user; nothing is built.
+func (*Talos) Prepare(context.Context, func(string, ...any)) error { return nil }
+
 // Unavailable implements Provider: talosctl v1.14 or later, the docker CLI, a Docker daemon
 // that answers and TalosImage present locally (nothing is pulled here).
 func (t *Talos) Unavailable(ctx context.Context) string {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -46,12 +47,20 @@ func run(m *testing.M) int {
 		return 1
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	// No deadline here: Prepare's one-time builds are not timeouts (`make e2e` runs them
+	// first with `lab build`, so they are cache hits by now; go test's -timeout still bounds
+	// a direct `go test`).
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
 
 	if skipReason = provider.Unavailable(ctx); skipReason == "" {
+		logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "e2e: "+format+"\n", args...) }
+		if err := provider.Prepare(ctx, logf); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+
 		if _, ok := provider.(*cluster.Local); ok {
-			logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "e2e: "+format+"\n", args...) }
 			if localBins, err = cluster.EnsureBinaries(ctx, logf); err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				return 1

@@ -115,9 +115,16 @@ func TestScenario(t *testing.T) {
 	}
 }
 
-// setup generates a Talos control plane config, runs `hardstrap apply --only talos` on it and
-// starts the control plane from the patched file.
+// setup generates a Talos control plane config, runs `hardstrap apply --only talos` on it with
+// the scenario's config and starts the control plane from the patched file.
 func setup(t testing.TB, vc *talosconfig.VersionContract) *env {
+	t.Helper()
+
+	return setupWith(t, vc, hardstrapYAML)
+}
+
+// setupWith is setup with another hardstrap.yaml (a format whose %s is the OIDC issuer URL).
+func setupWith(t testing.TB, vc *talosconfig.VersionContract, config string) *env {
 	t.Helper()
 
 	if skipReason != "" {
@@ -130,7 +137,7 @@ func setup(t testing.TB, vc *talosconfig.VersionContract) *env {
 	cp := filepath.Join(e.dir, "controlplane.yaml")
 	write(t, cp, talostest.GenerateConfig(t, vc, machine.TypeControlPlane))
 	write(t, filepath.Join(e.dir, "issuer-ca.pem"), e.issuer.CAPEM())
-	write(t, e.config, fmt.Appendf(nil, hardstrapYAML, e.issuer.URL()))
+	write(t, e.config, fmt.Appendf(nil, config, e.issuer.URL()))
 
 	// The cluster does not exist yet: only the file stage can run, as on a fresh Talos install.
 	if out, code := hardstrap(t, "apply", "--only", "talos", "-f", e.config); code != 0 {

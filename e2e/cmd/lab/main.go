@@ -1,13 +1,17 @@
-// Command lab runs the local control plane for `make demo`: up starts kube-apiserver,
-// kube-controller-manager and etcd from a (hardstrap-patched) Talos control plane config and
-// leaves them running; down stops them.
+// Command lab runs a cluster for `make demo` from a (hardstrap-patched) Talos control plane
+// config, with the provider $E2E_PROVIDER names (local by default: kube-apiserver,
+// kube-controller-manager and etcd as processes; kind: a kind cluster whose pods run), and
+// leaves it running; down stops it; build makes, once, what the provider needs (binaries, the
+// kind node image), with no deadline and with progress.
 //
+//	go run ./cmd/lab build
 //	go run ./cmd/lab up -dir ../.demo/cluster -config ../.demo/controlplane.yaml
 //	go run ./cmd/lab down -dir ../.demo/cluster
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -27,7 +31,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: lab up -dir DIR -config CONTROLPLANE.yaml | lab down -dir DIR")
+		return fmt.Errorf("usage: lab build | lab up -dir DIR -config CONTROLPLANE.yaml | lab down -dir DIR")
 	}
 
 	fs := flag.NewFlagSet("lab "+args[0], flag.ContinueOnError)
@@ -43,26 +47,63 @@ func run(args []string) error {
 		return err
 	}
 
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer cancel()
+
 	switch args[0] {
+	case "build":
+		p, err := cluster.FromEnv()
+		if err != nil {
+			return err
+		}
+
+		return prepare(ctx, p)
 	case "up":
-		return up(abs, *cfgPath)
+		return up(ctx, abs, *cfgPath)
 	case "down":
 		running, err := cluster.StopDetached(abs)
 		if err == nil && !running {
-			fmt.Println("no demo control plane was running")
+			fmt.Println("no demo cluster was running")
 		} else if err == nil {
-			fmt.Println("demo control plane stopped")
+			fmt.Println("demo cluster stopped")
 		}
 
 		return err
 	default:
-		return fmt.Errorf("unknown command %q: use up or down", args[0])
+		return fmt.Errorf("unknown command %q: use build, up or down", args[0])
 	}
 }
 
-func up(dir, cfgPath string) error {
+func logf(format string, args ...any) { fmt.Printf(" • "+format+"\n", args...) }
+
+// prepare runs the provider's one-time builds, with no deadline: a first build on a busy
+// machine can take most of an hour, and an interrupted one resumes from the build cache.
+func prepare(ctx context.Context, p cluster.Provider) error {
+	if why := p.Unavailable(ctx); why != "" {
+		return errors.New(why)
+	}
+
+	start := time.Now()
+	if err := p.Prepare(ctx, logf); err != nil {
+		return err
+	}
+
+	logf("the %s provider is ready (%s)", p.Name(), time.Since(start).Round(time.Second))
+
+	return nil
+}
+
+// startTimeout bounds starting the cluster once its builds are done.
+const startTimeout = 10 * time.Minute
+
+func up(ctx context.Context, dir, cfgPath string) error {
+	p, err := cluster.FromEnv()
+	if err != nil {
+		return err
+	}
+
 	if _, err := cluster.StopDetached(dir); err != nil {
-		return fmt.Errorf("stop the previous demo control plane: %w", err)
+		return fmt.Errorf("stop the previous demo cluster: %w", err)
 	}
 
 	cfg, err := os.ReadFile(cfgPath)
@@ -70,16 +111,16 @@ func up(dir, cfgPath string) error {
 		return err
 	}
 
-	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer cancel()
+	if err := prepare(ctx, p); err != nil {
+		return err
+	}
 
-	ctx, cancelTimeout := context.WithTimeout(ctx, 30*time.Minute)
+	ctx, cancelTimeout := context.WithTimeout(ctx, startTimeout)
 	defer cancelTimeout()
 
 	start := time.Now()
-	logf := func(format string, args ...any) { fmt.Printf(" • "+format+"\n", args...) }
 
-	c, err := (&cluster.Local{}).Start(ctx, cluster.Options{
+	c, err := p.Start(ctx, cluster.Options{
 		Name: "hardstrap-demo", Dir: dir, ControlPlaneConfig: cfg, Log: logf, Detach: true,
 	})
 	if err != nil {
@@ -87,14 +128,23 @@ func up(dir, cfgPath string) error {
 		return err
 	}
 
-	fmt.Printf(` ✓ Control plane %s is up (%s), started from %s
+	fmt.Printf(` ✓ %s cluster %s is up (%s), started from %s
      API server:  %s
      kubeconfig:  %s
      audit log:   %s
-     logs:        %s
-   Try:  KUBECONFIG=%s kubectl get --raw /version
+`, p.Name(), cluster.KubernetesVersion, time.Since(start).Round(time.Second), cfgPath, c.Server, c.Kubeconfig, c.AuditLog)
+
+	if c.LogDir != "" {
+		fmt.Printf("     logs:        %s\n", c.LogDir)
+	}
+
+	if c.Registry != "" {
+		fmt.Printf("     registry:    %s (images pushed there run in pods)\n", c.Registry)
+	}
+
+	fmt.Printf(`   Try:  KUBECONFIG=%s kubectl get --raw /version
    Stop: make demo-down
-`, cluster.KubernetesVersion, time.Since(start).Round(time.Second), cfgPath, c.Server, c.Kubeconfig, c.AuditLog, c.LogDir, c.Kubeconfig)
+`, c.Kubeconfig)
 
 	return nil
 }
