@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
 	kindcluster "sigs.k8s.io/kind/pkg/cluster"
+	kindexec "sigs.k8s.io/kind/pkg/exec"
 	kindlog "sigs.k8s.io/kind/pkg/log"
 	"sigs.k8s.io/yaml"
 )
@@ -205,6 +206,7 @@ func (k *Kind) Start(ctx context.Context, o Options) (c *Cluster, err error) {
 			kindcluster.CreateWithWaitForReady(0),
 			kindcluster.CreateWithDisplayUsage(false),
 			kindcluster.CreateWithDisplaySalutation(false),
+			kindcluster.CreateWithRetain(os.Getenv(retainEnv) != ""),
 		)
 	}
 
@@ -220,15 +222,19 @@ func (k *Kind) Start(ctx context.Context, o Options) (c *Cluster, err error) {
 		create = func() error { return withPathFirst(shim, createDirect) }
 	}
 
+	if err := create(); err != nil {
+		if run := kindexec.RunErrorForError(err); run != nil && len(run.Output) > 0 {
+			err = fmt.Errorf("%w\n%s", err, lastLines(run.Output, 30))
+		}
+
+		return nil, fmt.Errorf("create kind cluster %s (set %s=1 to keep a node that failed): %w", name, retainEnv, err)
+	}
+
 	stops = append(stops, func() error {
 		o.logf("deleting kind cluster %s", name)
 
 		return provider.Delete(name, kubeconfig)
 	})
-
-	if err := create(); err != nil {
-		return nil, fmt.Errorf("create kind cluster %s: %w", name, err)
-	}
 
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -266,6 +272,10 @@ func (k *Kind) Start(ctx context.Context, o Options) (c *Cluster, err error) {
 		stop:       stop,
 	}, nil
 }
+
+// retainEnv names the environment variable that keeps a node kind failed to start, for a look
+// inside (`docker exec NODE journalctl`).
+const retainEnv = "E2E_KIND_RETAIN"
 
 // kindClusterFile, in a detached kind cluster's directory, holds the cluster's name.
 const kindClusterFile = "kind-cluster"

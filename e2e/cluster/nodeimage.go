@@ -36,9 +36,11 @@ const (
 	NodeImageRepo = "hardstrap-e2e/kind-node"
 	// debianSuite is the Debian release the node's root filesystem is made from.
 	debianSuite = "bookworm"
+	// nodeBaseRecipe changes whenever the way the root filesystem is made changes.
+	nodeBaseRecipe = "1"
 	// nodeImageRecipe changes whenever the way the images are assembled changes, so images
 	// cached by an older recipe are rebuilt.
-	nodeImageRecipe = "1"
+	nodeImageRecipe = "2"
 	// kindModule is the kind module whose base-image files the node image uses.
 	kindModule = "sigs.k8s.io/kind"
 	// nodeImagesTar is where the node image keeps the images it loads at boot.
@@ -109,7 +111,7 @@ func EnsureNodeImage(ctx context.Context, logf func(string, ...any)) (string, er
 // ensureNodeBase returns the Docker image of the debootstrapped root filesystem, making it
 // with debootstrap when missing (root and the debootstrap command are needed then).
 func ensureNodeBase(ctx context.Context, logf func(string, ...any)) (string, error) {
-	tag := nodeBaseRepo + ":" + debianSuite + "-" + digestOf(append([]string{debianSuite, nodeImageRecipe}, nodePackages...)...)
+	tag := nodeBaseRepo + ":" + debianSuite + "-" + digestOf(append([]string{debianSuite, nodeBaseRecipe}, nodePackages...)...)
 	if dockerImageExists(ctx, tag) {
 		return tag, nil
 	}
@@ -275,7 +277,7 @@ RUN chmod 0755 /usr/local/bin/* /kind/bin/* /usr/bin/kubelet /usr/bin/kubeadm /u
  && systemctl mask systemd-binfmt.service \
  && ctr oci spec | jq '.hooks.createContainer[.hooks.createContainer | length] |= . + {"path": "/kind/bin/mount-product-files.sh"}' \
     | jq 'del(.process.rlimits)' > /etc/containerd/cri-base.json
-ENV container=docker KIND_EXPERIMENTAL_CONTAINERD_SNAPSHOTTER=overlayfs
+ENV container=docker
 STOPSIGNAL SIGRTMIN+3
 ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
 `
@@ -427,10 +429,15 @@ func kindFiles(src, dst string) (string, error) {
 // entrypointAnchor is the line of kind's entrypoint before which the remount runs.
 const entrypointAnchor = "# validate state\n"
 
-// remountFixup makes /sys and every cgroup mount writable before kind's entrypoint works on
-// them: without --privileged Docker mounts them read-only. With --privileged they already are,
-// and the remounts change nothing.
-const remountFixup = `# hardstrap e2e: writable /sys and cgroups without --privileged.
+// remountFixup runs before kind's entrypoint does its own work. It makes /sys and every cgroup
+// mount writable (without --privileged Docker mounts them read-only; with it they already
+// are, and the remounts change nothing), and chooses the overlayfs snapshotter unless told
+// otherwise: kind's automatic choice on a fuse-overlayfs Docker is fuse-overlayfs, whose
+// snapshotter program Debian does not ship, and overlayfs works since the node's /var is a
+// Docker volume. (An ENV in the image does not do: kind passes the variable through from its
+// own environment, empty when unset.)
+const remountFixup = `# hardstrap e2e: overlayfs, and writable /sys and cgroups without --privileged.
+export KIND_EXPERIMENTAL_CONTAINERD_SNAPSHOTTER="${KIND_EXPERIMENTAL_CONTAINERD_SNAPSHOTTER:-overlayfs}"
 mount -o remount,rw /sys 2>/dev/null || true
 for m in $(awk '$3 ~ /^cgroup2?$/ || ($2 == "/sys/fs/cgroup" && $3 == "tmpfs") {print $2}' /proc/self/mounts); do
   mount -o remount,bind,rw "$m" 2>/dev/null || true

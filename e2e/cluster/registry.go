@@ -3,9 +3,9 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -71,23 +71,23 @@ func (r *localRegistry) containerdPatch() string {
 }
 
 // startRegistry starts a registry container named name from image, published on a free
-// loopback port, and waits until it answers.
+// loopback port, and waits until it answers. The port is chosen here, not by Docker: Docker
+// 20.10 gives an ephemeral published port a new number when the container joins another
+// network (as it does the kind network later), and the nodes' mirror names the first one.
 func startRegistry(ctx context.Context, name, image string) (*localRegistry, error) {
 	_ = runQuiet(ctx, "docker", "rm", "-f", name) // a leftover of an interrupted run
 
-	if err := runQuiet(ctx, "docker", "run", "-d", "--name", name, "--label", "io.x-k8s.kind.cluster-registry=true",
-		"-p", "127.0.0.1::"+registryPort, image); err != nil {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+
+	r := &localRegistry{name: name, hostAddr: l.Addr().String()}
+	l.Close()
+
+	if err := runQuiet(ctx, "docker", "run", "-d", "--name", name, "-p", r.hostAddr+":"+registryPort, image); err != nil {
 		return nil, fmt.Errorf("start the local registry: %w", err)
 	}
-
-	r := &localRegistry{name: name}
-
-	out, err := commandOutput(ctx, "docker", "port", name, registryPort+"/tcp")
-	if err != nil {
-		return nil, fmt.Errorf("find the local registry's port: %w", err)
-	}
-
-	r.hostAddr = strings.TrimSpace(strings.Split(out, "\n")[0])
 
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -124,14 +124,4 @@ func (r *localRegistry) stop() error {
 	defer cancel()
 
 	return runQuiet(ctx, "docker", "rm", "-f", r.name)
-}
-
-// commandOutput runs a command and returns its standard output.
-func commandOutput(ctx context.Context, name string, args ...string) (string, error) {
-	out, err := exec.CommandContext(ctx, name, args...).Output()
-	if err != nil {
-		return "", fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
-	}
-
-	return string(out), nil
 }
