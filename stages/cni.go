@@ -44,14 +44,7 @@ func policyCNI(ctx context.Context, client *kube.Client) (string, string, error)
 // NetworkPolicies hardstrap.yaml asks for are enforced. With none asked for, both results are
 // empty; otherwise warning is set when no CNI enforces them, and evidence when one does.
 func networkPolicyEnforcement(ctx context.Context, client *kube.Client, s *State) (warning, evidence string) {
-	var asked []string
-
-	for _, ns := range s.Config.Namespaces {
-		if ns.DefaultDenyNetworkPolicy {
-			asked = append(asked, ns.Name)
-		}
-	}
-
+	asked := defaultDenyNamespaces(s.Config)
 	if len(asked) == 0 {
 		return "", ""
 	}

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/hardstrap/hardstrap/internal/config"
 	"github.com/hardstrap/hardstrap/internal/kube"
@@ -37,7 +38,8 @@ type Check struct {
 }
 
 // verifyStage proves, against the live API server, that the hardening holds. It changes
-// nothing: its pod creations are server-side dry runs.
+// nothing: its admission checks are server-side dry runs, and the pods and NetworkPolicy of the
+// traffic probe (verify_netprobe.go) are deleted once it has run.
 type verifyStage struct{}
 
 var _ Stage = (*verifyStage)(nil)
@@ -64,7 +66,7 @@ func (*verifyStage) Plan(ctx context.Context, s *State) (Changes, error) {
 	return c, Verdict(checks, false)
 }
 
-// Apply has nothing to do: verify only reads and dry-runs.
+// Apply has nothing to do: verify judges in Plan (reads, dry runs and its self-removing probe).
 func (*verifyStage) Apply(context.Context, *State, Changes) error { return nil }
 
 // Verdict turns results into an error listing the failures (and warnings when strict).
@@ -106,12 +108,7 @@ func Verify(ctx context.Context, s *State) ([]Check, error) {
 		checks = append(checks, canICheck(ctx, client, e))
 	}
 
-	switch warning, evidence := networkPolicyEnforcement(ctx, client, s); {
-	case warning != "":
-		checks = append(checks, Check{Status: Warn, Name: "networkpolicy enforcement", Evidence: warning})
-	case evidence != "":
-		checks = append(checks, Check{Status: Pass, Name: "networkpolicy enforcement", Evidence: evidence})
-	}
+	checks = append(checks, networkPolicyChecks(ctx, client, s)...)
 
 	checks = append(checks, secretsChecks(ctx, client, s)...)
 
@@ -160,19 +157,27 @@ func violatingPod(level string) *corev1.Pod {
 }
 
 func dryRunCreate(ctx context.Context, client *kube.Client, ns string, pod *corev1.Pod) error {
-	var err error
+	_, err := createPod(ctx, client.Typed, ns, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	return err
+}
 
-	// A namespace created moments ago may not have its default ServiceAccount yet.
-	for range 50 {
-		_, err = client.Typed.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+// createPod creates pod in ns, retrying for up to ten seconds while the namespace is so new that
+// its default ServiceAccount does not exist yet.
+func createPod(ctx context.Context, client kubernetes.Interface, ns string, pod *corev1.Pod, opts metav1.CreateOptions) (*corev1.Pod, error) {
+	for range 49 {
+		created, err := client.CoreV1().Pods(ns).Create(ctx, pod, opts)
 		if err == nil || !strings.Contains(err.Error(), "serviceaccount") {
-			return err
+			return created, err
 		}
 
-		time.Sleep(200 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 
-	return err
+	return client.CoreV1().Pods(ns).Create(ctx, pod, opts)
 }
 
 func podSecurityChecks(ctx context.Context, client *kube.Client, ns config.Namespace) []Check {

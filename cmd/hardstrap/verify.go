@@ -14,14 +14,16 @@ func verifyCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "verify",
 		Usage: "prove against the live cluster that the hardening in hardstrap.yaml holds",
-		Description: `verify asks the API server itself, changing nothing:
+		Description: `verify asks the API server itself, leaving nothing behind:
 
    - every namespace that enforces a Pod Security level rejects a pod violating it and admits
      a compliant one (server-side dry-run creates; the API's reason is the evidence);
    - every rbac.expect entry holds (SubjectAccessReview, as 'kubectl auth can-i --as');
    - the default ServiceAccount of each managed namespace does not automount tokens;
-   - default-deny NetworkPolicies exist where requested, and a CNI that enforces them runs
-     (WARN when none does: the policies exist but nothing applies them).
+   - default-deny NetworkPolicies exist where requested, and are enforced: short-lived probe
+     pods show that a forbidden connection fails and an allowed one succeeds, and are deleted
+     afterwards (verify.networkProbe; WARN when the probe cannot run, or, with the probe
+     disabled, when no CNI that enforces NetworkPolicies runs).
 
 Each check prints PASS, FAIL or WARN with its evidence. Exit 1 on any FAIL (or WARN with
 --strict). apply runs the same checks as its last stage.

@@ -1,6 +1,9 @@
 package config
 
-import "slices"
+import (
+	"slices"
+	"time"
+)
 
 // Defaults for fields left empty in hardstrap.yaml.
 const (
@@ -13,12 +16,25 @@ const (
 	DefaultPSSVersion      = "latest"
 )
 
+// DefaultProbeImage is the image of verify's NetworkPolicy traffic probe: agnhost, the
+// Kubernetes e2e test image, whose netexec serves HTTP and whose connect dials.
+const DefaultProbeImage = "registry.k8s.io/e2e-test-images/agnhost:2.56"
+
+// DefaultProbeTimeout bounds verify's NetworkPolicy traffic probe in one namespace.
+const DefaultProbeTimeout = 60 * time.Second
+
+// MinProbeTimeout is the shortest probe timeout accepted: the probe starts a server pod and two
+// client pods, one of which waits 5 seconds for a connection that must not come.
+const MinProbeTimeout = 10 * time.Second
+
 // DefaultSeverities are the Trivy severities that block the image gate.
 var DefaultSeverities = []string{"HIGH", "CRITICAL"}
 
 func intPtr(v int) *int { return &v }
 
 func boolPtr(v bool) *bool { return &v }
+
+func durationPtr(v time.Duration) *time.Duration { return &v }
 
 func (c *Cluster) applyDefaults() {
 	t := &c.Talos
@@ -93,10 +109,26 @@ func (c *Cluster) applyDefaults() {
 	if len(c.Images.Trivy.Severity) == 0 {
 		c.Images.Trivy.Severity = slices.Clone(DefaultSeverities) // not shared: callers may change it
 	}
+
+	np := &c.Verify.NetworkProbe
+	if np.Enabled == nil {
+		np.Enabled = boolPtr(true)
+	}
+
+	if np.Image == "" {
+		np.Image = DefaultProbeImage
+	}
+
+	if np.Timeout == nil {
+		np.Timeout = durationPtr(DefaultProbeTimeout)
+	}
 }
 
 // IsEnabled reports whether a release is to be installed (it is unless enabled: false).
 func (r *Release) IsEnabled() bool { return r.Enabled == nil || *r.Enabled }
+
+// IsEnabled reports whether verify runs the traffic probe (it does unless enabled: false).
+func (p *NetworkProbe) IsEnabled() bool { return p.Enabled == nil || *p.Enabled }
 
 // ManagesCNI reports whether hardstrap installs the CNI, so Talos must not install its own.
 func (c *CNI) ManagesCNI() bool { return c.Name == "cilium" || c.Name == "calico" }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // writeExample writes the example configuration into a fresh directory, with the machine config
@@ -91,6 +92,9 @@ func TestExampleLoads(t *testing.T) {
 		{"images.trivy.ignoreUnfixed", c.Images.Trivy.IgnoreUnfixed, true},
 		{"images.cosign", len(c.Images.Cosign), 0},
 		{"images.extra", len(c.Images.Extra), 0},
+		{"verify.networkProbe.enabled", deref(c.Verify.NetworkProbe.Enabled), true},
+		{"verify.networkProbe.image", c.Verify.NetworkProbe.Image, DefaultProbeImage},
+		{"verify.networkProbe.timeout", deref(c.Verify.NetworkProbe.Timeout), 60 * time.Second},
 	} {
 		if !equal(tc.got, tc.want) {
 			t.Errorf("%s = %#v, want %#v", tc.name, tc.got, tc.want)
@@ -176,6 +180,10 @@ func TestDefaults(t *testing.T) {
 		{"namespaces[0].podSecurity", c.Namespaces[0].PodSecurity, NamespaceSecurity{Version: DefaultPSSVersion}},
 		{"images.trivy.severity", c.Images.Trivy.Severity, []string{"HIGH", "CRITICAL"}},
 		{"secrets.sealedSecrets.IsEnabled", c.Secrets.SealedSecrets.IsEnabled(), true},
+		{"verify.networkProbe.enabled", deref(c.Verify.NetworkProbe.Enabled), true},
+		{"verify.networkProbe.IsEnabled", c.Verify.NetworkProbe.IsEnabled(), true},
+		{"verify.networkProbe.image", c.Verify.NetworkProbe.Image, DefaultProbeImage},
+		{"verify.networkProbe.timeout", deref(c.Verify.NetworkProbe.Timeout), DefaultProbeTimeout},
 	} {
 		if !equal(tc.got, tc.want) {
 			t.Errorf("%s = %#v, want %#v", tc.name, tc.got, tc.want)
@@ -230,6 +238,8 @@ namespaces:
 images:
   trivy:
     severity: [CRITICAL]
+verify:
+  networkProbe: {enabled: false, image: "registry.example.com/agnhost:2.56", timeout: 2m}
 `
 
 	c, err := Parse(filepath.Join(dir, DefaultFile), []byte(data))
@@ -258,6 +268,10 @@ images:
 		{"cni.ManagesCNI", c.CNI.ManagesCNI(), true},
 		{"namespaces[0].podSecurity", c.Namespaces[0].PodSecurity, NamespaceSecurity{Enforce: "baseline", Version: "v1.33"}},
 		{"images.trivy.severity", c.Images.Trivy.Severity, []string{"CRITICAL"}},
+		{"verify.networkProbe.enabled", deref(c.Verify.NetworkProbe.Enabled), false},
+		{"verify.networkProbe.IsEnabled", c.Verify.NetworkProbe.IsEnabled(), false},
+		{"verify.networkProbe.image", c.Verify.NetworkProbe.Image, "registry.example.com/agnhost:2.56"},
+		{"verify.networkProbe.timeout", deref(c.Verify.NetworkProbe.Timeout), 2 * time.Minute},
 	} {
 		if !equal(tc.got, tc.want) {
 			t.Errorf("%s = %#v, want %#v", tc.name, tc.got, tc.want)

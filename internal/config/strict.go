@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -27,6 +28,7 @@ type walker struct {
 var (
 	typeNamespaceSecurity = reflect.TypeFor[NamespaceSecurity]()
 	typeAny               = reflect.TypeFor[any]()
+	typeDuration          = reflect.TypeFor[time.Duration]()
 )
 
 func (w *walker) addf(n *yaml.Node, path, format string, args ...any) {
@@ -136,6 +138,13 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 	case t == typeAny:
 		return
 	case t == typeNamespaceSecurity && n.Kind == yaml.ScalarNode:
+		return
+	case t == typeDuration:
+		// The decoder reads a duration from a string only ("60s"): a bare number is refused.
+		if _, err := time.ParseDuration(n.Value); n.Kind != yaml.ScalarNode || n.Tag != "!!str" || err != nil {
+			w.wrong(n, path, "expected a duration such as 60s or 2m, got %s", describe(n))
+		}
+
 		return
 	}
 

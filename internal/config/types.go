@@ -1,6 +1,10 @@
 package config
 
-import "go.yaml.in/yaml/v3"
+import (
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
 
 // APIVersion is the only configuration version this build understands.
 const APIVersion = "hardstrap.dev/v1alpha1"
@@ -20,6 +24,7 @@ type Cluster struct {
 	Namespaces []Namespace `yaml:"namespaces"`
 	RBAC       RBAC        `yaml:"rbac"`
 	Images     Images      `yaml:"images"`
+	Verify     Verify      `yaml:"verify"`
 
 	// File is the path the configuration was read from; relative paths inside it resolve against its directory.
 	File string `yaml:"-"`
@@ -273,6 +278,23 @@ type CosignKeyless struct {
 	IssuerRegexp   string `yaml:"issuerRegexp"`
 	Identity       string `yaml:"identity"`
 	IdentityRegexp string `yaml:"identityRegexp"`
+}
+
+// Verify configures the live checks of the verify stage.
+type Verify struct {
+	NetworkProbe NetworkProbe `yaml:"networkProbe"`
+}
+
+// NetworkProbe configures the traffic probe that proves, in each namespace with
+// defaultDenyNetworkPolicy, that NetworkPolicies are enforced: a connection the default-deny
+// forbids must fail, and one a probe NetworkPolicy allows must succeed.
+type NetworkProbe struct {
+	Enabled *bool `yaml:"enabled"`
+	// Image runs the probe's server (agnhost netexec) and clients (agnhost connect).
+	Image string `yaml:"image"`
+	// Timeout bounds the probe in one namespace, from creating its server pod to the last
+	// connection.
+	Timeout *time.Duration `yaml:"timeout"`
 }
 
 // UnmarshalYAML accepts a bare level ("restricted") as shorthand for all three modes.

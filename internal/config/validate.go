@@ -140,6 +140,7 @@ func (v *validator) cluster(c *Cluster) {
 	v.namespaces(c.Namespaces)
 	v.rbac(&c.RBAC)
 	v.images(&c.Images)
+	v.verify(&c.Verify)
 }
 
 func (v *validator) talos(t *Talos) {
@@ -577,4 +578,18 @@ func (v *validator) keyless(p string, k *CosignKeyless) {
 
 	pin("issuer", k.Issuer, k.IssuerRegexp)
 	pin("identity", k.Identity, k.IdentityRegexp)
+}
+
+func (v *validator) verify(vf *Verify) {
+	np := vf.NetworkProbe
+
+	if np.Image != "" {
+		if _, err := name.ParseReference(np.Image); err != nil {
+			v.errf("verify.networkProbe.image", "%q is not an image reference such as %s", np.Image, DefaultProbeImage)
+		}
+	}
+
+	if np.Timeout != nil && *np.Timeout < MinProbeTimeout {
+		v.errf("verify.networkProbe.timeout", "%s is too short: the probe starts three pods and waits 5s for a connection that must fail; use at least %s", *np.Timeout, MinProbeTimeout)
+	}
 }

@@ -22,8 +22,15 @@ const FieldManager = "hardstrap"
 const (
 	ManagedByLabel = "app.kubernetes.io/managed-by"
 	ManagedByValue = "hardstrap"
+	// ProbeManagedByValue marks the short-lived objects of verify's NetworkPolicy traffic
+	// probe. It is not ManagedByValue, so pruning never selects them: the probe deletes its own.
+	ProbeManagedByValue = "hardstrap-verify"
 	// ClusterLabel names the hardstrap.yaml cluster that owns the object.
 	ClusterLabel = "hardstrap.dev/cluster"
+	// ProbeRoleLabel says what a probe object is for (server, denied, allowed, policy).
+	ProbeRoleLabel = "hardstrap.dev/probe"
+	// ProbeRunLabel holds the random id of one probe run; cleanup deletes by it.
+	ProbeRunLabel = "hardstrap.dev/probe-run"
 )
 
 // ErrNoCluster is returned when no kubeconfig names a cluster to talk to.
