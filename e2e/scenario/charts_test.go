@@ -38,6 +38,8 @@ secrets:
 // TestCharts installs the CNI, sealed-secrets and External Secrets releases through the Helm
 // SDK into the real API server, from local archives (no registry is reachable here).
 func TestCharts(t *testing.T) {
+	localOnly(t)
+
 	e := setup(t, talosconfig.TalosVersionCurrent)
 	proxy := newCountingProxy(t, e.cluster.REST)
 	cfg := filepath.Join(e.dir, "charts.yaml")

@@ -38,6 +38,8 @@ images:
 // TestGate proves that a blocked image stops apply before any Helm release exists, and that
 // the same run goes through once the image is fixed.
 func TestGate(t *testing.T) {
+	localOnly(t)
+
 	e := setup(t, talosconfig.TalosVersionCurrent)
 	t.Setenv("XDG_CACHE_HOME", filepath.Join(e.dir, "cache"))
 

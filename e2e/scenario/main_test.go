@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
-	"time"
 
 	"github.com/hardstrap/hardstrap/e2e/cluster"
 )
@@ -86,4 +85,17 @@ func buildHardstrap(dir string) (string, error) {
 	}
 
 	return bin, nil
+}
+
+// localOnly skips a test written for the local provider's nodeless control plane when another
+// provider runs: these tests serve an OIDC issuer, a registry or a controller on this
+// machine's loopback, which a kind or Talos node cannot reach. TestRealNodes is the scenario for
+// clusters whose pods run.
+func localOnly(t *testing.T) {
+	t.Helper()
+
+	if _, ok := provider.(*cluster.Local); !ok && skipReason == "" {
+		t.Skipf("written for the local provider (it serves what the cluster uses on this machine's loopback, out of reach of %s nodes); with E2E_PROVIDER=%s, TestRealNodes is the scenario",
+			provider.Name(), provider.Name())
+	}
 }

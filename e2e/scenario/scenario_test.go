@@ -96,6 +96,8 @@ type env struct {
 }
 
 func TestScenario(t *testing.T) {
+	localOnly(t)
+
 	for _, style := range []struct {
 		name     string
 		contract *talosconfig.VersionContract

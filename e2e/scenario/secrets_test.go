@@ -68,6 +68,8 @@ var (
 // SealedSecret sealed on A decrypts on B. With the real sealed-secrets controller (built from
 // its module, run out of cluster) the Secret actually appears on both clusters.
 func TestSecrets(t *testing.T) {
+	localOnly(t)
+
 	controller := cluster.SealedSecretsUnavailable()
 	if controller != "" {
 		t.Logf("the real sealed-secrets controller cannot run here (%s): keys are made by the test and unsealed with the controller's library", controller)
