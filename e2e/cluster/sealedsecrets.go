@@ -59,6 +59,17 @@ func EnsureSealedSecretsController(ctx context.Context, logf func(string, ...any
 	})
 }
 
+// SealedSecretsChart is the directory of the sealed-secrets Helm chart inside the module
+// e2e/sealedsecrets pins (read-only, in the module cache).
+func SealedSecretsChart(ctx context.Context) (string, error) {
+	dir, err := moduleDir(ctx, "sealedsecrets", "github.com/bitnami-labs/sealed-secrets")
+	if err != nil {
+		return "", err
+	}
+
+	return filepath.Join(dir, "helm", "sealed-secrets"), nil
+}
+
 // buildSealedSecrets builds the controller into dir and copies the release's CRD there.
 func buildSealedSecrets(ctx context.Context, dir string, logf func(string, ...any)) error {
 	src, err := sourceDir("sealedsecrets")
@@ -71,15 +82,12 @@ func buildSealedSecrets(ctx context.Context, dir string, logf func(string, ...an
 		return fmt.Errorf("build sealed-secrets controller: %w", err)
 	}
 
-	list := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}", "github.com/bitnami-labs/sealed-secrets")
-	list.Dir = src
-
-	out, err := list.Output()
+	chart, err := SealedSecretsChart(ctx)
 	if err != nil {
-		return fmt.Errorf("locate the sealed-secrets module: %w", err)
+		return err
 	}
 
-	crd, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(out)), "helm", "sealed-secrets", "crds", sealedSecretsCRDFile))
+	crd, err := os.ReadFile(filepath.Join(chart, "crds", sealedSecretsCRDFile))
 	if err != nil {
 		return fmt.Errorf("read the SealedSecret CRD: %w", err)
 	}

@@ -9,7 +9,6 @@ import (
 	"io"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -448,20 +447,14 @@ func (n *nodesEnv) probeLeftovers(t *testing.T) {
 	}
 }
 
-// sealedSecretsChart is the sealed-secrets chart directory inside the module e2e/sealedsecrets
-// pins, and its version.
+// sealedSecretsChart is the sealed-secrets chart directory and its version.
 func sealedSecretsChart(t *testing.T) (string, string) {
 	t.Helper()
 
-	cmd := exec.CommandContext(t.Context(), "go", "list", "-m", "-f", "{{.Dir}}", "github.com/bitnami-labs/sealed-secrets")
-	cmd.Dir = filepath.Join("..", "sealedsecrets")
-
-	out, err := cmd.Output()
+	dir, err := cluster.SealedSecretsChart(t.Context())
 	if err != nil {
-		t.Fatalf("locate the sealed-secrets module: %v", err)
+		t.Fatal(err)
 	}
-
-	dir := filepath.Join(strings.TrimSpace(string(out)), "helm", "sealed-secrets")
 
 	data, err := os.ReadFile(filepath.Join(dir, "Chart.yaml"))
 	if err != nil {
