@@ -64,6 +64,40 @@ var podSpecKeys = []string{"initContainers", "containers", "ephemeralContainers"
 // custom resource that embeds a pod spec. source prefixes each image's source ("release
 // kube-system/cilium", a file name).
 func (s *Set) AddManifests(source string, data []byte) error {
+	return eachObject(source, data, func(obj map[string]any) {
+		walk(obj, func(_ map[string]any, name, image string) {
+			s.Add(image, fmt.Sprintf("%s: %s container %s", source, describe(obj), name))
+		})
+	})
+}
+
+// Container is one container of a rendered object, with its image.
+type Container struct {
+	// Object names the object: "Deployment kube-system/cilium".
+	Object string
+	// Name is the container's name.
+	Name string
+	// Image is the container's image reference.
+	Image string
+}
+
+// Containers lists the containers with an image of every object in a multi-document YAML or
+// JSON stream, the same containers AddManifests records, in order.
+func Containers(data []byte) ([]Container, error) {
+	var out []Container
+
+	err := eachObject("manifest", data, func(obj map[string]any) {
+		walk(obj, func(_ map[string]any, name, image string) {
+			out = append(out, Container{Object: describe(obj), Name: name, Image: image})
+		})
+	})
+
+	return out, err
+}
+
+// eachObject calls fn with every object of a multi-document YAML or JSON stream; source names
+// the stream in errors.
+func eachObject(source string, data []byte, fn func(obj map[string]any)) error {
 	dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
 
 	for i := 0; ; i++ {
@@ -78,13 +112,9 @@ func (s *Set) AddManifests(source string, data []byte) error {
 			return fmt.Errorf("%s: document %d: %w", source, i+1, err)
 		}
 
-		if obj == nil {
-			continue
+		if obj != nil {
+			fn(obj)
 		}
-
-		walk(obj, func(container, image string) {
-			s.Add(image, fmt.Sprintf("%s: %s container %s", source, describe(obj), container))
-		})
 	}
 }
 
@@ -101,8 +131,9 @@ func describe(obj map[string]any) string {
 	return strings.TrimSpace(kind + " " + name)
 }
 
-// walk calls found for every container with an image anywhere under v.
-func walk(v any, found func(container, image string)) {
+// walk calls found for every container with an image anywhere under v, with the container
+// itself (found may change its image), its name and its image.
+func walk(v any, found func(c map[string]any, name, image string)) {
 	switch t := v.(type) {
 	case map[string]any:
 		for _, k := range podSpecKeys {
@@ -111,7 +142,7 @@ func walk(v any, found func(container, image string)) {
 				cm, _ := c.(map[string]any)
 				if img, _ := cm["image"].(string); strings.TrimSpace(img) != "" {
 					name, _ := cm["name"].(string)
-					found(name, strings.TrimSpace(img))
+					found(cm, name, strings.TrimSpace(img))
 				}
 			}
 		}
