@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/hardstrap/hardstrap/charts"
+	"github.com/hardstrap/hardstrap/internal/gate"
 )
 
 // DefaultHelmTimeout bounds each Helm operation, and its wait, when --timeout is not given.
@@ -59,6 +60,10 @@ type planned struct {
 	values  map[string]any // desired values, normalised
 	cfg     *action.Configuration
 	history []*release.Release // oldest first
+	// pinned is set when the gate ran: images go in by the digest it approved.
+	pinned bool
+	// containers are the release's containers with their pinned images (when pinned).
+	containers []gate.Container
 }
 
 func (p *planned) target() string { return "release " + p.rel.Namespace + "/" + p.rel.ReleaseName }
@@ -90,6 +95,10 @@ func (st *chartsStage) Plan(ctx context.Context, s *State) (Changes, error) {
 		}
 
 		c.Items = append(c.Items, *ch)
+	}
+
+	if s.Pins == nil && len(c.Items) > 0 {
+		c.Warnings = append(c.Warnings, unpinnedWarning)
 	}
 
 	return c, nil
@@ -124,27 +133,31 @@ func loadPlanned(ctx context.Context, s *State, r charts.Release) (*planned, err
 
 	slices.SortFunc(history, func(a, b *release.Release) int { return a.Version - b.Version })
 
-	return &planned{rel: r, fetched: fetched, values: values, cfg: cfg, history: history}, nil
+	containers, err := pinnedContainers(ctx, s, r, values)
+	if err != nil {
+		return nil, fmt.Errorf("release %s: %w", name, err)
+	}
+
+	return &planned{rel: r, fetched: fetched, values: values, cfg: cfg, history: history, pinned: s.Pins != nil, containers: containers}, nil
 }
 
 // change decides what one release needs: nothing (a note), install, upgrade, reinstall or
 // recover.
 func (run *chartsRun) change(p *planned) (*Change, string) {
 	if len(p.history) == 0 {
-		return run.newChange(p, "install", []string{"install chart " + p.chartName() + p.digestNote()}, valuesDiff(nil, p.values), run.install(p, false)), ""
+		return run.newChange(p, "install", []string{"install chart " + p.chartName() + p.digestNote()}, p.diff(nil), run.install(p, false)), ""
 	}
 
 	last := p.history[len(p.history)-1]
 	status := last.Info.Status
-	lastValues, _ := normalValues(last.Config)
 	deployed := lastWith(p.history, release.StatusDeployed)
 
 	switch {
-	case status == release.StatusDeployed && sameChart(last.Chart, p.fetched.Chart) && sameValues(lastValues, p.values):
+	case status == release.StatusDeployed && p.matches(last):
 		return nil, fmt.Sprintf("%s: %s deployed (revision %d), up to date", p.target(), p.chartName(), last.Version)
 
 	case status == release.StatusDeployed, status == release.StatusSuperseded:
-		return run.newChange(p, "upgrade", upgradeSummary(last, p), valuesDiff(lastValues, p.values), run.upgrade(p)), ""
+		return run.newChange(p, "upgrade", upgradeSummary(last, p), p.diff(last), run.upgrade(p)), ""
 
 	// Helm upgrades over a failed revision when an earlier one was deployed, and over one in
 	// an unknown state only from a revision still deployed.
@@ -152,28 +165,28 @@ func (run *chartsRun) change(p *planned) (*Change, string) {
 		status == release.StatusUnknown && deployed != nil:
 		summary := append([]string{fmt.Sprintf("revision %d %s (%s): upgrade over it", last.Version, status, last.Info.Description)}, upgradeSummary(last, p)...)
 
-		return run.newChange(p, "upgrade", summary, valuesDiff(lastValues, p.values), run.upgrade(p)), ""
+		return run.newChange(p, "upgrade", summary, p.diff(last), run.upgrade(p)), ""
 
 	case status == release.StatusFailed:
 		summary := []string{
 			fmt.Sprintf("revision %d %s (%s) and no revision was ever deployed: install chart %s again as revision %d", last.Version, status, last.Info.Description, p.chartName(), last.Version+1),
 		}
 
-		return run.newChange(p, "reinstall", summary, valuesDiff(lastValues, p.values), run.install(p, true)), ""
+		return run.newChange(p, "reinstall", summary, p.diff(last), run.install(p, true)), ""
 
 	case status == release.StatusUninstalled:
 		summary := []string{fmt.Sprintf("uninstalled with its history kept (revision %d): install chart %s again as revision %d", last.Version, p.chartName(), last.Version+1)}
 
-		return run.newChange(p, "install", summary, valuesDiff(nil, p.values), run.install(p, true)), ""
+		return run.newChange(p, "install", summary, p.diff(nil), run.install(p, true)), ""
 	}
 
-	return run.recoverChange(p, last, lastValues, deployed), ""
+	return run.recoverChange(p, last, deployed), ""
 }
 
 // recoverChange plans the way out of a release an interrupted Helm operation left pending,
 // uninstalling or unknown, which Helm itself refuses to touch ("another operation is in
 // progress").
-func (run *chartsRun) recoverChange(p *planned, last *release.Release, lastValues map[string]any, deployed *release.Release) *Change {
+func (run *chartsRun) recoverChange(p *planned, last, deployed *release.Release) *Change {
 	status := last.Info.Status
 	stuck := fmt.Sprintf("revision %d is stuck in %s since %s (%s)", last.Version, status, last.Info.LastDeployed.UTC().Format(time.RFC3339), interrupted(status))
 	caveat := "if a Helm operation on this release is in fact still running elsewhere, stop this run and let it finish"
@@ -185,19 +198,18 @@ func (run *chartsRun) recoverChange(p *planned, last *release.Release, lastValue
 			caveat,
 		}
 
-		return run.newChange(p, "recover", summary, valuesDiff(nil, p.values), run.uninstallThenInstall(p))
+		return run.newChange(p, "recover", summary, p.diff(nil), run.uninstallThenInstall(p))
 	}
 
 	// pending-upgrade or pending-rollback over a deployed revision.
-	deployedValues, _ := normalValues(deployed.Config)
-	upgradeAfter := !sameChart(deployed.Chart, p.fetched.Chart) || !sameValues(deployedValues, p.values)
+	upgradeAfter := !p.matches(deployed)
 
 	next := fmt.Sprintf("roll back to revision %d, the last deployed (%s), which already matches hardstrap.yaml", deployed.Version, chartLabel(deployed.Chart))
 	if upgradeAfter {
 		next = fmt.Sprintf("roll back to revision %d, the last deployed (%s), then upgrade: %s", deployed.Version, chartLabel(deployed.Chart), strings.Join(upgradeSummary(deployed, p), "; "))
 	}
 
-	return run.newChange(p, "recover", []string{stuck, next, caveat}, valuesDiff(lastValues, p.values), run.rollbackThenUpgrade(p, last.Version, deployed.Version, upgradeAfter))
+	return run.newChange(p, "recover", []string{stuck, next, caveat}, p.diff(last), run.rollbackThenUpgrade(p, last.Version, deployed.Version, upgradeAfter))
 }
 
 func interrupted(s release.Status) string {
@@ -275,6 +287,7 @@ func (run *chartsRun) install(p *planned, replace bool) step {
 		i.Wait, i.Timeout = wait, timeout
 		i.SkipCRDs = false // crds/ go in before the templates
 		i.Replace = replace
+		i.PostRenderer = run.state.postRenderer()
 
 		rel, err := i.RunWithContext(ctx, p.fetched.Chart, copyValues(p.values))
 		if err != nil {
@@ -294,6 +307,7 @@ func (run *chartsRun) upgrade(p *planned) step {
 		// The values are exactly hardstrap's: never merged with, or reused from, the last
 		// revision, so removing a value removes it.
 		u.ResetValues = true
+		u.PostRenderer = run.state.postRenderer()
 
 		rel, err := u.RunWithContext(ctx, p.rel.ReleaseName, p.fetched.Chart, copyValues(p.values))
 		if err != nil {
@@ -430,6 +444,14 @@ func lastWith(history []*release.Release, s release.Status) *release.Release {
 	return nil
 }
 
+// matches reports whether rel is what the release is to be: the same chart, values and (when
+// pinned) images, those of its stored, post-rendered manifest.
+func (p *planned) matches(rel *release.Release) bool {
+	values, _ := normalValues(rel.Config)
+
+	return sameChart(rel.Chart, p.fetched.Chart) && sameValues(values, p.values) && p.sameImages(rel)
+}
+
 func sameChart(a, b *chart.Chart) bool {
 	return a != nil && b != nil && a.Metadata != nil && b.Metadata != nil &&
 		a.Metadata.Name == b.Metadata.Name && a.Metadata.Version == b.Metadata.Version
@@ -472,7 +494,23 @@ func upgradeSummary(from *release.Release, p *planned) []string {
 		out = append(out, "values changed: "+strings.Join(paths, ", "))
 	}
 
-	return out
+	return append(out, p.imagesSummary(from)...)
+}
+
+// diff shows what installing the release over rel (nil: nothing) changes: the values, then
+// the pinned images.
+func (p *planned) diff(rel *release.Release) string {
+	var old map[string]any
+	if rel != nil {
+		old, _ = normalValues(rel.Config)
+	}
+
+	d := valuesDiff(old, p.values)
+	if images := p.imagesDiff(rel); images != "" {
+		d = strings.TrimRight(d, "\n") + "\n" + images
+	}
+
+	return strings.TrimLeft(d, "\n")
 }
 
 // copyValues gives Helm its own copy of the values; it keeps what it is given in the release.

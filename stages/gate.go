@@ -40,6 +40,7 @@ func (*gateStage) Plan(ctx context.Context, s *State) (Changes, error) {
 
 	images := set.Images()
 	if len(images) == 0 {
+		s.Pins = gate.Pins{}
 		c.Notes = append(c.Notes, "no images to check: no chart in this run, no images.manifests, no images.extra")
 		return c, nil
 	}
@@ -54,7 +55,7 @@ func (*gateStage) Plan(ctx context.Context, s *State) (Changes, error) {
 		return c, err
 	}
 
-	s.Gate, c.Gate = rep, rep
+	s.Gate, c.Gate, s.Pins = rep, rep, rep.Pins()
 
 	if err := rep.Err(); err != nil {
 		return c, fmt.Errorf("%w; nothing after the gate ran, so no chart was installed", err)

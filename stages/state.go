@@ -75,6 +75,10 @@ type State struct {
 	KeylessTrust func(ctx context.Context, co *cosignlib.CheckOpts) error
 	// Gate is the gate stage's report, for --sarif.
 	Gate *gate.Report
+	// Pins are the digests the gate approved, by image reference as written: the charts stage
+	// installs exactly those. nil when the gate did not run; the charts stage then installs
+	// tags and says so.
+	Pins gate.Pins
 
 	// fetched maps each chart source fetched in this run to its archive's digest.
 	fetched map[charts.Source]string
