@@ -90,8 +90,10 @@ func EnsureNodeImage(ctx context.Context, logf func(string, ...any)) (string, er
 		return "", err
 	}
 
+	// The kind module's directory ends in its version (kind@v0.33.0); the rest of the path is
+	// the module cache's, which varies between machines and says nothing about the files.
 	tag := NodeImageRepo + ":" + KubernetesVersion + "-" + digestOf(base, KubernetesVersion, runtime.Version(),
-		kindDir, KubeRouterVersion, nodeImageRecipe)
+		filepath.Base(kindDir), KubeRouterVersion, nodeImageRecipe)
 	if dockerImageExists(ctx, tag) {
 		return tag, nil
 	}
