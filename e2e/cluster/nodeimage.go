@@ -405,16 +405,12 @@ func kindFiles(src, dst string) (string, error) {
 		return "", fmt.Errorf("copy kind's base-image files: %w", err)
 	}
 
-	if err := editFile(filepath.Join(dst, "usr", "local", "bin", "entrypoint"), entrypointAnchor, remountFixup+entrypointAnchor); err != nil {
+	if _, err := editFile(filepath.Join(dst, "usr", "local", "bin", "entrypoint"), entrypointAnchor, remountFixup+entrypointAnchor); err != nil {
 		return "", err
 	}
 
 	config := filepath.Join(dst, "etc", "containerd", "config.toml")
-	if err := editFile(config, "restrict_oom_score_adj = false", "restrict_oom_score_adj = true"); err != nil {
-		return "", err
-	}
-
-	data, err := os.ReadFile(config)
+	data, err := editFile(config, "restrict_oom_score_adj = false", "restrict_oom_score_adj = true")
 	if err != nil {
 		return "", err
 	}
@@ -447,19 +443,21 @@ done
 
 `
 
-// editFile replaces the first old in the file with new, and fails when old is missing (kind
-// changed the file: the adjustment needs a new look).
-func editFile(p, old, new string) error {
+// editFile replaces the first old in the file with new and returns the new content; it fails
+// when old is missing (kind changed the file: the adjustment needs a new look).
+func editFile(p, old, new string) ([]byte, error) {
 	data, err := os.ReadFile(p)
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	if !bytes.Contains(data, []byte(old)) {
-		return fmt.Errorf("%s no longer contains %q: kind's base-image files changed, adjust the node image build", p, old)
+		return nil, fmt.Errorf("%s no longer contains %q: kind's base-image files changed, adjust the node image build", p, old)
 	}
 
-	return os.WriteFile(p, bytes.Replace(data, []byte(old), []byte(new), 1), 0o644)
+	data = bytes.Replace(data, []byte(old), []byte(new), 1)
+
+	return data, os.WriteFile(p, data, 0o644)
 }
 
 // copyFile copies src to dst with mode, creating dst's directory.

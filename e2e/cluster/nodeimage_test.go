@@ -88,7 +88,7 @@ func TestEditFileFailsWhenTheAnchorIsGone(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	err := editFile(p, entrypointAnchor, "x")
+	_, err := editFile(p, entrypointAnchor, "x")
 	if err == nil || !strings.Contains(err.Error(), "kind's base-image files changed") {
 		t.Fatalf("err = %v, want one saying kind's files changed", err)
 	}

@@ -54,16 +54,16 @@ func run(m *testing.M) int {
 
 	if skipReason = provider.Unavailable(ctx); skipReason == "" {
 		logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "e2e: "+format+"\n", args...) }
-		if err := provider.Prepare(ctx, logf); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
+		// The local provider's Prepare is EnsureBinaries, whose result the tests reuse.
+		if _, ok := provider.(*cluster.Local); ok {
+			localBins, err = cluster.EnsureBinaries(ctx, logf)
+		} else {
+			err = provider.Prepare(ctx, logf)
 		}
 
-		if _, ok := provider.(*cluster.Local); ok {
-			if localBins, err = cluster.EnsureBinaries(ctx, logf); err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return 1
-			}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
 		}
 	}
 
