@@ -20,6 +20,8 @@ import (
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/registry"
 	"helm.sh/helm/v3/pkg/repo"
+
+	"github.com/hardstrap/hardstrap/internal/userfile"
 )
 
 // ErrDigestMismatch is wrapped when an archive's sha256 is not the pinned one (or not the one
@@ -44,12 +46,15 @@ type Fetcher struct {
 // Fetched is a chart ready to install.
 type Fetched struct {
 	Chart *chart.Chart // loaded from the verified archive
-	// Digest is "sha256:<hex>" of the archive (for a chart directory: of the archive it was
-	// packaged into, which changes with every packaging).
+	// Digest is "sha256:<hex>" of the archive; for a chart directory, of its files' names and
+	// contents (ContentDigest), which does not change when it is packaged again.
 	Digest string
 	// Archive is the verified .tgz on disk: the cache entry (CacheDir/sha256-<hex>.tgz), or a
 	// local .tgz source itself.
 	Archive string
+
+	// archiveDigest is the hex sha256 of Archive.
+	archiveDigest string
 }
 
 // Fetch gets the chart of s, verifies it and loads it.
@@ -118,7 +123,7 @@ func (f *Fetcher) Pull(ctx context.Context, s Source, dir string) (string, error
 		return "", fmt.Errorf("pull chart %s: %w", s, err)
 	}
 
-	if got := digestOf(data); got != strings.TrimPrefix(fc.Digest, "sha256:") {
+	if got := digestOf(data); fc.archiveDigest != "" && got != fc.archiveDigest {
 		return "", fmt.Errorf("pull chart %s: %s changed on disk (sha256 %s, fetched as %s): %w", s, fc.Archive, got, fc.Digest, ErrDigestMismatch)
 	}
 
@@ -184,7 +189,18 @@ func (f *Fetcher) cached(s Source, digest string) (*Fetched, bool) {
 		return nil, false // fetched again, and then the error is reported
 	}
 
-	return &Fetched{Chart: ch, Digest: "sha256:" + digest, Archive: p}, true
+	return &Fetched{Chart: ch, Digest: "sha256:" + digest, Archive: p, archiveDigest: digest}, true
+}
+
+// Cached serves the chart of s from the cache entry of digest ("sha256:<hex>", as a lock file
+// records it) without network, when there is a sound entry that holds the chart s names.
+func (f *Fetcher) Cached(s Source, digest string) (*Fetched, bool) {
+	h, err := normalizeDigest(digest)
+	if err != nil || h == "" || s.Kind == SourceLocal {
+		return nil, false
+	}
+
+	return f.cached(s, h)
 }
 
 // store verifies data against want (when set), loads it, checks the chart's name and version
@@ -208,7 +224,7 @@ func (f *Fetcher) store(s Source, data []byte, want string) (*Fetched, error) {
 		return nil, fmt.Errorf("chart %s: cache the archive: %w", s, err)
 	}
 
-	return &Fetched{Chart: ch, Digest: "sha256:" + got, Archive: p}, nil
+	return &Fetched{Chart: ch, Digest: "sha256:" + got, Archive: p, archiveDigest: got}, nil
 }
 
 // verifyAndLoad checks an archive against the wanted digest (when set) and loads its chart;
@@ -501,7 +517,7 @@ func (f *Fetcher) fetchLocal(s Source, want string) (*Fetched, error) {
 			return nil, fmt.Errorf("chart %s: larger than %d MiB", s, maxArchiveSize>>20)
 		}
 
-		data, err := os.ReadFile(s.URL)
+		data, err := userfile.Read(s.URL, maxArchiveSize)
 		if err != nil {
 			return nil, fmt.Errorf("chart %s: %w", s, err)
 		}
@@ -516,15 +532,16 @@ func (f *Fetcher) fetchLocal(s Source, want string) (*Fetched, error) {
 			abs = s.URL
 		}
 
-		return &Fetched{Chart: ch, Digest: "sha256:" + got, Archive: abs}, nil
+		return &Fetched{Chart: ch, Digest: "sha256:" + got, Archive: abs, archiveDigest: got}, nil
 	}
 
-	// Packaging stamps the current time into the archive, so a directory has no stable
-	// digest to pin.
-	if want != "" {
-		return nil, fmt.Errorf("chart %s: a chart directory has no stable sha256 to pin (packaging stamps the time): package it (helm package %s) and use the .tgz, or drop sha256", s, s.URL)
-	}
+	return f.fetchDir(s, want)
+}
 
+// fetchDir packages a chart directory and identifies it by ContentDigest, which packaging does
+// not change; the archive is cached under that digest, so an unchanged directory reuses its
+// entry instead of adding one per run. want, when set, is compared with the content digest.
+func (f *Fetcher) fetchDir(s Source, want string) (*Fetched, error) {
 	dirChart, err := loader.LoadDir(s.URL)
 	if err != nil {
 		return nil, fmt.Errorf("chart %s: load the directory: %w", s, err)
@@ -546,12 +563,40 @@ func (f *Fetcher) fetchLocal(s Source, want string) (*Fetched, error) {
 		return nil, fmt.Errorf("chart %s: package the directory: %w", s, err)
 	}
 
-	data, err := os.ReadFile(tgz)
+	data, err := userfile.Read(tgz, maxArchiveSize)
 	if err != nil {
 		return nil, fmt.Errorf("chart %s: %w", s, err)
 	}
 
-	return f.store(s, data, "")
+	content, err := ContentDigest(data)
+	if err != nil {
+		return nil, fmt.Errorf("chart %s: %w", s, err)
+	}
+
+	if err := verify(s, strings.TrimPrefix(content, "sha256:"), want, ""); err != nil {
+		return nil, err
+	}
+
+	p, err := f.cachePath("dir-" + strings.TrimPrefix(content, "sha256:"))
+	if err != nil {
+		return nil, fmt.Errorf("chart %s: %w", s, err)
+	}
+
+	if cached, err := userfile.Read(p, maxArchiveSize); err == nil {
+		if c, err := ContentDigest(cached); err == nil && c == content {
+			return &Fetched{Chart: dirChart, Digest: content, Archive: p, archiveDigest: digestOf(cached)}, nil
+		}
+	}
+
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return nil, fmt.Errorf("chart %s: create cache directory: %w", s, err)
+	}
+
+	if err := writeAtomic(p, data, 0o644); err != nil {
+		return nil, fmt.Errorf("chart %s: cache the archive: %w", s, err)
+	}
+
+	return &Fetched{Chart: dirChart, Digest: content, Archive: p, archiveDigest: digestOf(data)}, nil
 }
 
 // normalizeDigest turns "sha256:ABC..." or "abc..." into lower-case hex; "" stays "".

@@ -408,10 +408,12 @@ func TestFetchLocal(t *testing.T) {
 		t.Errorf("local archive, wrong version: err = %v", err)
 	}
 
-	// A directory is packaged; its digest is that of the cached archive.
+	// A directory is packaged and identified by its content digest, which packaging again
+	// (a new timestamp) does not change: the second fetch reuses the first's cache entry.
 	dir := chartstest.BuildDir(t, "calico-fixture", "v3.30.3")
+	dirSource := charts.Source{Kind: charts.SourceLocal, URL: dir, Name: "calico-fixture", Version: "3.30.3"}
 
-	got, err = f.Fetch(context.Background(), charts.Source{Kind: charts.SourceLocal, URL: dir, Name: "calico-fixture", Version: "3.30.3"})
+	got, err = f.Fetch(context.Background(), dirSource)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,13 +424,50 @@ func TestFetchLocal(t *testing.T) {
 		t.Errorf("packaged directory archive %s is not in the cache %s", got.Archive, cache)
 	}
 
-	if d, err := charts.FileDigest(got.Archive); err != nil || d != got.Digest {
-		t.Errorf("packaged archive digest %s (%v), Fetched.Digest %s", d, err, got.Digest)
+	data, err := os.ReadFile(got.Archive)
+	if err != nil {
+		t.Fatal(err)
 	}
 
-	_, err = f.Fetch(context.Background(), charts.Source{Kind: charts.SourceLocal, URL: dir, SHA256: strings.TrimPrefix(got.Digest, "sha256:")})
-	if err == nil || !strings.Contains(err.Error(), "no stable sha256") {
-		t.Errorf("directory with a pin: err = %v", err)
+	if d, err := charts.ContentDigest(data); err != nil || d != got.Digest {
+		t.Errorf("packaged archive content digest %s (%v), Fetched.Digest %s", d, err, got.Digest)
+	}
+
+	before := cacheFiles(t, cache)
+
+	again, err := f.Fetch(context.Background(), dirSource)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if again.Digest != got.Digest || again.Archive != got.Archive {
+		t.Errorf("the unchanged directory fetched again is %s at %s, first %s at %s", again.Digest, again.Archive, got.Digest, got.Archive)
+	}
+
+	if after := cacheFiles(t, cache); len(after) != len(before) {
+		t.Errorf("fetching an unchanged directory again added cache entries: %v, then %v", before, after)
+	}
+
+	if _, err := f.Fetch(context.Background(), charts.Source{Kind: charts.SourceLocal, URL: dir, SHA256: got.Digest}); err != nil {
+		t.Errorf("directory pinned by its content digest: %v", err)
+	}
+
+	if err := os.WriteFile(filepath.Join(dir, "values.yaml"), []byte("changed: true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	changed, err := f.Fetch(context.Background(), dirSource)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if changed.Digest == got.Digest {
+		t.Errorf("a changed values.yaml kept the content digest %s", got.Digest)
+	}
+
+	_, err = f.Fetch(context.Background(), charts.Source{Kind: charts.SourceLocal, URL: dir, SHA256: got.Digest})
+	if !errors.Is(err, charts.ErrDigestMismatch) {
+		t.Errorf("changed directory against its old content digest: err = %v, want ErrDigestMismatch", err)
 	}
 
 	_, err = f.Fetch(context.Background(), charts.Source{Kind: charts.SourceLocal, URL: filepath.Join(dir, "nosuch.tgz")})

@@ -116,9 +116,9 @@ func loadPlanned(ctx context.Context, s *State, r charts.Release) (*planned, err
 		return nil, err
 	}
 
-	fetched, err := s.fetch(ctx, r.Source)
+	fetched, err := s.fetchRelease(ctx, r)
 	if err != nil {
-		return nil, fmt.Errorf("release %s (%s): %w", name, r.Field, err)
+		return nil, err
 	}
 
 	values, err := normalValues(r.Values)

@@ -29,7 +29,9 @@ var _ Stage = (*gateStage)(nil)
 func (*gateStage) Name() string  { return "gate" }
 func (*gateStage) Title() string { return "Checking images (Trivy, Cosign)" }
 
-// Plan collects the images, checks them and fails when any is blocked.
+// Plan collects the images, checks them and fails when any is blocked, or when an image or a
+// chart is not what hardstrap.lock records. Recording new entries in hardstrap.lock is its
+// change.
 func (*gateStage) Plan(ctx context.Context, s *State) (Changes, error) {
 	var c Changes
 
@@ -38,36 +40,60 @@ func (*gateStage) Plan(ctx context.Context, s *State) (Changes, error) {
 		return c, err
 	}
 
+	rep := &gate.Report{Images: []gate.Result{}}
+
 	images := set.Images()
 	if len(images) == 0 {
-		s.Pins = gate.Pins{}
 		c.Notes = append(c.Notes, "no images to check: no chart in this run, no images.manifests, no images.extra")
-		return c, nil
+	} else {
+		if rep, err = runGate(ctx, s, images); err != nil {
+			return c, err
+		}
+
+		c.Gate = rep
+
+		if err := rep.Err(); err != nil {
+			return c, fmt.Errorf("%w; nothing after the gate ran, so no chart was installed", err)
+		}
+
+		c.Notes = append(c.Notes, fmt.Sprintf("%d images checked in %s, none blocked", len(images), rep.Elapsed.Round(time.Millisecond)))
 	}
 
-	g, err := newGate(ctx, s)
+	s.Pins = rep.Pins()
+
+	lockCh, err := s.lockChange(rep, slices.Contains(s.Selected, "charts"))
 	if err != nil {
 		return c, err
 	}
 
-	rep, err := g.Run(ctx, images)
-	if err != nil {
-		return c, err
+	if lockCh != nil {
+		c.Items = append(c.Items, *lockCh)
+	} else if lk, _ := s.lockFile(); lk != nil && lk.exists {
+		c.Notes = append(c.Notes, fmt.Sprintf("%s: every chart and image matches", lk.path))
 	}
-
-	s.Gate, c.Gate, s.Pins = rep, rep, rep.Pins()
-
-	if err := rep.Err(); err != nil {
-		return c, fmt.Errorf("%w; nothing after the gate ran, so no chart was installed", err)
-	}
-
-	c.Notes = append(c.Notes, fmt.Sprintf("%d images checked in %s, none blocked", len(images), rep.Elapsed.Round(time.Millisecond)))
 
 	return c, nil
 }
 
-// Apply has nothing to do: the gate only reads.
-func (*gateStage) Apply(context.Context, *State, Changes) error { return nil }
+// Apply records the new entries of hardstrap.lock.
+func (*gateStage) Apply(ctx context.Context, _ *State, c Changes) error { return applyAll(ctx, c) }
+
+// runGate builds the gate from hardstrap.yaml and checks images.
+func runGate(ctx context.Context, s *State, images []gate.Image) (*gate.Report, error) {
+	g, err := newGate(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+
+	rep, err := g.Run(ctx, images)
+	if err != nil {
+		return nil, err
+	}
+
+	s.Gate = rep
+
+	return rep, nil
+}
 
 // collectImages gathers the images of the charts this run installs (rendered with the values
 // the charts stage uses), of images.manifests and of images.extra.
@@ -82,9 +108,9 @@ func collectImages(ctx context.Context, s *State) (*gate.Set, error) {
 		}
 
 		for _, r := range rels {
-			fetched, err := s.fetch(ctx, r.Source)
+			fetched, err := s.fetchRelease(ctx, r)
 			if err != nil {
-				return nil, fmt.Errorf("release %s/%s (%s): %w", r.Namespace, r.ReleaseName, r.Field, err)
+				return nil, err
 			}
 
 			values, err := normalValues(r.Values)
@@ -227,17 +253,5 @@ func Gate(ctx context.Context, s *State, images []string) (*gate.Report, error) 
 		return &gate.Report{Images: []gate.Result{}}, nil
 	}
 
-	g, err := newGate(ctx, s)
-	if err != nil {
-		return nil, err
-	}
-
-	rep, err := g.Run(ctx, set.Images())
-	if err != nil {
-		return nil, err
-	}
-
-	s.Gate = rep
-
-	return rep, nil
+	return runGate(ctx, s, set.Images())
 }

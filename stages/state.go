@@ -31,7 +31,7 @@ type NodeApplier interface {
 type State struct {
 	// Config is hardstrap.yaml, parsed and validated once.
 	Config *config.Cluster
-	// Now stamps backups; tests fix it.
+	// Now stamps backups and lock entries; nil uses time.Now (tests fix it).
 	Now func() time.Time
 
 	// NewNodeClient creates the Talos API client; nil uses talos.NewNodeClient.
@@ -80,8 +80,16 @@ type State struct {
 	// tags and says so.
 	Pins gate.Pins
 
+	// Accept says which changed digests this run records in hardstrap.lock instead of
+	// refusing them; nil accepts none (`hardstrap lock update` sets it).
+	Accept *LockAccept
+
 	// fetched maps each chart source fetched in this run to its archive's digest.
 	fetched map[charts.Source]string
+
+	lockOnce sync.Once
+	lock     *runLock
+	lockErr  error
 
 	kubeOnce   sync.Once
 	kubeClient *kube.Client
@@ -97,17 +105,13 @@ type State struct {
 // the Fetcher serves it from its digest cache, loading a chart object of its own (Helm's
 // dependency processing changes the chart it renders).
 func (s *State) fetch(ctx context.Context, src charts.Source) (*charts.Fetched, error) {
-	if s.Fetcher == nil {
-		s.Fetcher = &charts.Fetcher{}
-	}
-
 	req := src
 	// Not for local charts: a chart directory's archive digest changes with every packaging.
 	if d, ok := s.fetched[src]; ok && req.SHA256 == "" && src.Kind != charts.SourceLocal {
 		req.SHA256 = d
 	}
 
-	f, err := s.Fetcher.Fetch(ctx, req)
+	f, err := s.fetcher().Fetch(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -119,6 +123,24 @@ func (s *State) fetch(ctx context.Context, src charts.Source) (*charts.Fetched, 
 	s.fetched[src] = f.Digest
 
 	return f, nil
+}
+
+// fetcher returns the chart Fetcher, the default one unless a test set its own.
+func (s *State) fetcher() *charts.Fetcher {
+	if s.Fetcher == nil {
+		s.Fetcher = &charts.Fetcher{}
+	}
+
+	return s.Fetcher
+}
+
+// now is the run's clock.
+func (s *State) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+
+	return time.Now()
 }
 
 func (s *State) cacheDir() (string, error) {

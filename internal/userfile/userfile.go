@@ -1,0 +1,98 @@
+// Package userfile reads the files a user names (hardstrap.yaml, the lock file, machine
+// configs, manifests, key material) with a size limit, and only when they are regular files:
+// a FIFO, a device or a directory is an error at once rather than a hang, and a file past its
+// limit is an error rather than an out-of-memory crash.
+package userfile
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"syscall"
+)
+
+// Size limits by kind of file.
+const (
+	// LimitConfig bounds hardstrap.yaml, hardstrap.lock, key material, certificates and other
+	// small files.
+	LimitConfig int64 = 1 << 20
+	// LimitManifest bounds machine configs, Kubernetes manifests and audit policies.
+	LimitManifest int64 = 16 << 20
+)
+
+// ErrNotRegular is wrapped when the path is a directory, FIFO, device or socket.
+var ErrNotRegular = errors.New("not a regular file")
+
+// ErrTooLarge is wrapped when a file is larger than its limit.
+var ErrTooLarge = errors.New("file too large")
+
+// Read returns the content of the regular file at path (symbolic links are followed), at most
+// limit bytes. The file is opened without blocking, so a FIFO is refused rather than waited on.
+func Read(path string, limit int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+
+	defer f.Close()
+
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+
+	if !st.Mode().IsRegular() {
+		return nil, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w (%s)", ErrNotRegular, kind(st.Mode()))}
+	}
+
+	if st.Size() > limit {
+		return nil, tooLarge(path, limit)
+	}
+
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+
+	// The file may have grown since it was examined.
+	if int64(len(data)) > limit {
+		return nil, tooLarge(path, limit)
+	}
+
+	return data, nil
+}
+
+func tooLarge(path string, limit int64) error {
+	return &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w: larger than %s", ErrTooLarge, Size(limit))}
+}
+
+// Size renders a limit for messages: "1 MiB", "16 MiB", "512 KiB".
+func Size(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	default:
+		return fmt.Sprintf("%d bytes", n)
+	}
+}
+
+func kind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	default:
+		return "not a regular file"
+	}
+}
