@@ -118,7 +118,7 @@ func (f *Fetcher) Pull(ctx context.Context, s Source, dir string) (string, error
 		return dest, nil
 	}
 
-	data, err := os.ReadFile(fc.Archive)
+	data, err := userfile.Read(fc.Archive, maxArchiveSize)
 	if err != nil {
 		return "", fmt.Errorf("pull chart %s: %w", s, err)
 	}
@@ -136,7 +136,7 @@ func (f *Fetcher) Pull(ctx context.Context, s Source, dir string) (string, error
 
 // FileDigest returns "sha256:<hex>" of the file at path, as Fetched.Digest names archives.
 func FileDigest(path string) (string, error) {
-	data, err := os.ReadFile(path)
+	data, err := userfile.Read(path, maxArchiveSize)
 	if err != nil {
 		return "", fmt.Errorf("digest of %s: %w", path, err)
 	}
@@ -174,7 +174,7 @@ func (f *Fetcher) cached(s Source, digest string) (*Fetched, bool) {
 		return nil, false
 	}
 
-	data, err := os.ReadFile(p)
+	data, err := userfile.Read(p, maxArchiveSize)
 	if err != nil {
 		return nil, false
 	}
@@ -324,7 +324,7 @@ func (f *Fetcher) fetchHTTP(ctx context.Context, s Source, want string) ([]byte,
 	// The index names the archive's digest: a cached copy spares the download.
 	if digest := first(want, indexDigest); digest != "" {
 		if p, err := f.cachePath(digest); err == nil {
-			if data, err := os.ReadFile(p); err == nil && digestOf(data) == digest {
+			if data, err := userfile.Read(p, maxArchiveSize); err == nil && digestOf(data) == digest {
 				return data, nil
 			}
 		}

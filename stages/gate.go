@@ -3,7 +3,6 @@ package stages
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/hardstrap/hardstrap/internal/gate"
 	"github.com/hardstrap/hardstrap/internal/gate/cosign"
 	"github.com/hardstrap/hardstrap/internal/gate/scan"
+	"github.com/hardstrap/hardstrap/internal/userfile"
 )
 
 // gateStage checks every image the run would deploy (Trivy scan, Cosign signature) before the
@@ -130,7 +130,7 @@ func collectImages(ctx context.Context, s *State) (*gate.Set, error) {
 	}
 
 	for i, m := range cfg.Images.Manifests {
-		data, err := os.ReadFile(cfg.Resolve(m))
+		data, err := userfile.Read(cfg.Resolve(m), userfile.LimitManifest)
 		if err != nil {
 			return nil, fmt.Errorf("images.manifests[%d]: %w", i, err)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/hardstrap/hardstrap/charts"
 	"github.com/hardstrap/hardstrap/internal/config"
 	"github.com/hardstrap/hardstrap/internal/sealing"
+	"github.com/hardstrap/hardstrap/internal/userfile"
 )
 
 // keysStage restores the sealed-secrets sealing keys from an age-encrypted backup into the
@@ -122,7 +123,7 @@ func ReadKeyBackup(c *config.Cluster) ([]corev1.Secret, error) {
 
 	path := c.Resolve(kb.Path)
 
-	data, err := os.ReadFile(path)
+	data, err := userfile.Read(path, userfile.LimitConfig)
 	if err != nil {
 		return nil, fmt.Errorf("secrets.sealedSecrets.keyBackup.path: %w", err)
 	}
@@ -131,7 +132,7 @@ func ReadKeyBackup(c *config.Cluster) ([]corev1.Secret, error) {
 
 	switch {
 	case kb.IdentityFile != "":
-		if ident, err = os.ReadFile(c.Resolve(expandHome(kb.IdentityFile))); err != nil {
+		if ident, err = userfile.Read(c.Resolve(expandHome(kb.IdentityFile)), userfile.LimitConfig); err != nil {
 			return nil, fmt.Errorf("secrets.sealedSecrets.keyBackup.identityFile: %w", err)
 		}
 	default:

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hardstrap/hardstrap/internal/config"
 	"github.com/hardstrap/hardstrap/internal/kube"
+	apiredact "github.com/hardstrap/hardstrap/internal/redact"
 )
 
 // ESOGroup is the API group of External Secrets Operator.
@@ -74,8 +75,9 @@ func (*storesStage) Plan(ctx context.Context, s *State) (Changes, error) {
 			ch, err = planApplyTo(ctx, client, res, obj, s)
 		}
 
+		// The API server quotes invalid values, and a store's spec may hold a credential.
 		if err != nil {
-			return c, fmt.Errorf("secrets.externalSecrets.stores[%d]: %w", i, err)
+			return c, fmt.Errorf("secrets.externalSecrets.stores[%d]: %w", i, apiredact.APIError(err))
 		}
 
 		if ch == nil {
@@ -84,6 +86,13 @@ func (*storesStage) Plan(ctx context.Context, s *State) (Changes, error) {
 		}
 
 		ch.Diff = ""
+
+		if apply := ch.apply; apply != nil {
+			ch.apply = func(ctx context.Context) (string, error) {
+				res, err := apply(ctx)
+				return res, apiredact.APIError(err)
+			}
+		}
 		ch.Summary = append(ch.Summary, "provider "+providerName(st)+" (spec not shown: it may hold credentials)")
 		c.Items = append(c.Items, *ch)
 	}

@@ -97,6 +97,11 @@ func TestStandardAuditPresetKeepsSecretsOutOfTheLog(t *testing.T) {
 		{"coordination.k8s.io", "leases", "update", "None"},
 		{"", "events", "create", "None"},
 		{"apps", "deployments", "get", "Metadata"},
+		// Stores and generators can carry a credential inline.
+		{"external-secrets.io", "secretstores", "create", "Metadata"},
+		{"external-secrets.io", "clustersecretstores", "patch", "Metadata"},
+		{"generators.external-secrets.io", "passwords", "create", "Metadata"},
+		{"bitnami.com", "sealedsecrets", "create", "RequestResponse"},
 	} {
 		if got := levelFor(t, rules, tc.group, tc.resource, tc.verb); got != tc.want {
 			t.Errorf("%s %s/%s: level %s, want %s", tc.verb, tc.group, tc.resource, got, tc.want)

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,7 +10,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/hardstrap/hardstrap/internal/kube"
+	"github.com/hardstrap/hardstrap/internal/pemcert"
 	"github.com/hardstrap/hardstrap/internal/sealing"
+	"github.com/hardstrap/hardstrap/internal/userfile"
 	"github.com/hardstrap/hardstrap/stages"
 )
 
@@ -62,9 +63,9 @@ func runSeal(c *cli.Context) error {
 	var in []byte
 
 	if f := c.String("file"); f == "-" {
-		in, err = io.ReadAll(c.App.Reader)
+		in, err = userfile.ReadStream(c.App.Reader, "standard input", userfile.LimitConfig)
 	} else {
-		in, err = os.ReadFile(f)
+		in, err = userfile.Read(f, userfile.LimitConfig)
 	}
 
 	if err != nil {
@@ -103,9 +104,13 @@ func runSeal(c *cli.Context) error {
 
 func sealingCert(c *cli.Context) ([]byte, error) {
 	if f := c.String("cert"); f != "" {
-		data, err := os.ReadFile(f)
+		data, err := userfile.Read(f, userfile.LimitConfig)
 		if err != nil {
 			return nil, usageError{fmt.Errorf("--cert: %w", err)}
+		}
+
+		if _, _, err := pemcert.Parse(data); err != nil {
+			return nil, usageError{fmt.Errorf("--cert %s: %w: pass the certificate as `kubeseal --fetch-cert` prints it", f, err)}
 		}
 
 		return data, nil

@@ -62,7 +62,11 @@ func TestSealWithACertificateFileUnsealsWithTheControllersKey(t *testing.T) {
 func TestSealBadInputNamesTheProblemWithoutTheValue(t *testing.T) {
 	dir := t.TempDir()
 	cert := filepath.Join(dir, "cert.pem")
-	writeFile(t, cert, sealingtest.NewKey(t, "kube-system", "k").CertPEM, 0o644)
+	key := sealingtest.NewKey(t, "kube-system", "k")
+	writeFile(t, cert, key.CertPEM, 0o644)
+
+	keyFile := filepath.Join(dir, "key.pem")
+	writeFile(t, keyFile, append(append([]byte(nil), key.CertPEM...), key.Secret.Data["tls.key"]...), 0o600)
 
 	for _, tt := range []struct {
 		name, stdin string
@@ -73,6 +77,10 @@ func TestSealBadInputNamesTheProblemWithoutTheValue(t *testing.T) {
 		{"bad scope", plainSecret, []string{"--cert", cert, "--scope", "galaxy-wide"}, "strict"},
 		{"broken YAML", "kind: Secret\nstringData: {password: \"hunter2-plaintext-value\"\n", []string{"--cert", cert}, "Secret"},
 		{"no certificate file", plainSecret, []string{"--cert", filepath.Join(dir, "missing.pem")}, "--cert"},
+		{"a device as the certificate", plainSecret, []string{"--cert", "/dev/zero"}, "a character device"},
+		{"a device as the Secret", "", []string{"-f", "/dev/zero", "--cert", cert}, "a character device"},
+		{"a key as the certificate", plainSecret, []string{"--cert", keyFile}, `starts a "RSA PRIVATE KEY" block`},
+		{"a key Kubernetes rejects", "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {\"bad key/x\": hunter2-plaintext-value}\n", []string{"--cert", cert}, `"bad key/x" is not a valid Secret key`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := sealStdin(t, tt.stdin, tt.args...)

@@ -8,9 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/hardstrap/hardstrap/internal/userfile"
 )
 
 // DefaultFile is the configuration file read when -f is not given.
@@ -19,13 +22,13 @@ const DefaultFile = "hardstrap.yaml"
 // Load reads, validates and defaults the configuration file at path.
 // Relative paths inside the file resolve against the file's directory.
 func Load(path string) (*Cluster, error) {
-	data, err := os.ReadFile(path)
+	data, err := userfile.Read(path, userfile.LimitConfig)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, notFoundError{path}
 		}
 
-		return nil, fmt.Errorf("read config %s: %w", path, err)
+		return nil, &Errors{File: path, Errors: []FieldError{{File: path, Message: fmt.Sprintf("cannot read it: %v", err)}}}
 	}
 
 	return Parse(path, data)
@@ -36,6 +39,10 @@ func Load(path string) (*Cluster, error) {
 func Parse(file string, data []byte) (*Cluster, error) {
 	root, err := parseNode(file, data)
 	if err != nil {
+		return nil, err
+	}
+
+	if err := expansionError(file, root); err != nil {
 		return nil, err
 	}
 
@@ -87,6 +94,9 @@ func Parse(file string, data []byte) (*Cluster, error) {
 func newErrors(file string, errs []FieldError) *Errors {
 	e := &Errors{File: file, Errors: errs}
 	e.sort()
+
+	// The same problem reached through several aliases is one problem.
+	e.Errors = slices.Compact(e.Errors)
 
 	return e
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"os"
@@ -8,7 +9,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/invalid from the current error messages")
@@ -281,5 +284,40 @@ func TestParseMergeKeys(t *testing.T) {
 	_, err = Parse(file, []byte(bad))
 	if err == nil || !strings.Contains(err.Error(), `unknown field "defaultDenyNetworkPolcy" (did you mean "defaultDenyNetworkPolicy"?)`) {
 		t.Errorf("misspelt field in an anchor: err = %v", err)
+	}
+}
+
+// TestLoadRefusesSpecialFiles: a device, a FIFO or an oversized file is an error at once,
+// never a hang or an out-of-memory crash.
+func TestLoadRefusesSpecialFiles(t *testing.T) {
+	dir := t.TempDir()
+
+	fifo := filepath.Join(dir, "fifo.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	big := filepath.Join(dir, "big.yaml")
+	if err := os.WriteFile(big, bytes.Repeat([]byte("# padding\n"), 200_000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	for path, want := range map[string]string{
+		"/dev/zero": "a character device",
+		fifo:        "a FIFO",
+		dir:         "a directory",
+		big:         "larger than 1 MiB",
+	} {
+		done := make(chan error, 1)
+		go func() { _, err := Load(path); done <- err }()
+
+		select {
+		case err := <-done:
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), want) {
+				t.Errorf("Load(%s) = %v, want an invalid-config error naming the file and %q", path, err, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("Load(%s) did not return", path)
+		}
 	}
 }

@@ -42,6 +42,69 @@ func (w *walker) wrong(n *yaml.Node, path, format string, args ...any) {
 	w.skip = append(w.skip, path)
 }
 
+// maxExpanded bounds how many nodes hardstrap.yaml may expand to through aliases and merge
+// keys. A real config expands to a few thousand; a file whose anchors refer to each other
+// ("billion laughs", <<: [*a, *a] nested) would expand exponentially.
+const maxExpanded = 100_000
+
+// expansionError returns an error when the tree under n, with every alias and merge key
+// expanded, holds more than maxExpanded nodes; it names the line of the first alias.
+func expansionError(file string, n *yaml.Node) *Errors {
+	sizes := map[*yaml.Node]int{}
+
+	var size func(n *yaml.Node) int
+
+	size = func(n *yaml.Node) int {
+		if s, ok := sizes[n]; ok {
+			return s
+		}
+
+		sizes[n] = maxExpanded + 1 // a cycle counts as too large
+
+		total := 1
+		if n.Kind == yaml.AliasNode && n.Alias != nil {
+			total += size(n.Alias)
+		}
+
+		for _, c := range n.Content {
+			if total > maxExpanded {
+				break
+			}
+
+			total += size(c)
+		}
+
+		total = min(total, maxExpanded+1)
+		sizes[n] = total
+
+		return total
+	}
+
+	if size(n) <= maxExpanded {
+		return nil
+	}
+
+	line := firstAlias(n)
+
+	return newErrors(file, []FieldError{{File: file, Line: line,
+		Message: fmt.Sprintf("the anchors and aliases expand to more than %d values (first alias here): write the values out, or use fewer nested aliases", maxExpanded)}})
+}
+
+// firstAlias returns the line of the first alias under n (0 when there is none).
+func firstAlias(n *yaml.Node) int {
+	if n.Kind == yaml.AliasNode {
+		return n.Line
+	}
+
+	for _, c := range n.Content {
+		if l := firstAlias(c); l != 0 {
+			return l
+		}
+	}
+
+	return 0
+}
+
 // entries calls fn for each key and value of mapping n, including those merged in with YAML
 // merge keys (<<: *anchor, or <<: [*a, *b]), which the decoder honours too.
 func (w *walker) entries(n *yaml.Node, path string, fn func(key, val *yaml.Node)) {

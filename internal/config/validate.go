@@ -12,7 +12,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/hardstrap/hardstrap/internal/pemcert"
 	"github.com/hardstrap/hardstrap/internal/suggest"
+	"github.com/hardstrap/hardstrap/internal/userfile"
 	"github.com/hardstrap/hardstrap/templates"
 )
 
@@ -23,8 +25,6 @@ var (
 	PSSLevels      = []string{"privileged", "baseline", "restricted"}
 	Severities     = []string{"UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL"}
 	SubjectKinds   = []string{"User", "Group", "ServiceAccount"}
-	dnsLabel       = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	dnsSubdomain   = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
 	pssVersion     = regexp.MustCompile(`^(latest|v1\.[0-9]+)$`)
 	sha256Hex      = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	ignoreIDFormat = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]*$`)
@@ -106,12 +106,12 @@ func (v *validator) fileExists(path, p string) bool {
 	return true
 }
 
-func (v *validator) read(p string) ([]byte, error) {
+func (v *validator) read(p string, limit int64) ([]byte, error) {
 	if !filepath.IsAbs(p) {
 		p = filepath.Join(v.base, p)
 	}
 
-	return os.ReadFile(p)
+	return userfile.Read(p, limit)
 }
 
 func (v *validator) cluster(c *Cluster) {
@@ -129,8 +129,8 @@ func (v *validator) cluster(c *Cluster) {
 		v.errf("kind", "%q is not supported: use %s", c.Kind, Kind)
 	}
 
-	if v.required("metadata.name", c.Metadata.Name, "name the cluster, e.g. homelab") && !dnsLabel.MatchString(c.Metadata.Name) {
-		v.errf("metadata.name", "%q must be lower-case letters, digits and '-'", c.Metadata.Name)
+	if v.required("metadata.name", c.Metadata.Name, "name the cluster, e.g. homelab") {
+		v.name("metadata.name", c.Metadata.Name, "cluster", ruleLabel)
 	}
 
 	v.talos(&c.Talos)
@@ -234,8 +234,15 @@ func (v *validator) apiServer(a *APIServer) {
 		v.required("apiServer.oidc.clientID", o.ClientID, "the client ID tokens are issued for (their audience)")
 
 		if o.CAFile != "" && v.fileExists("apiServer.oidc.caFile", o.CAFile) {
-			if data, err := v.read(o.CAFile); err == nil && !strings.Contains(string(data), "-----BEGIN CERTIFICATE-----") {
-				v.errf("apiServer.oidc.caFile", "%s holds no PEM certificate", o.CAFile)
+			data, err := v.read(o.CAFile, userfile.LimitConfig)
+
+			switch {
+			case err != nil:
+				v.errf("apiServer.oidc.caFile", "%v", err)
+			default:
+				if _, _, err := pemcert.Parse(data); err != nil {
+					v.errf("apiServer.oidc.caFile", "%s is %v: name a file with the issuer's CA certificates only", o.CAFile, err)
+				}
 			}
 		}
 	}
@@ -250,16 +257,14 @@ func (v *validator) apiServer(a *APIServer) {
 	}
 
 	for i, ns := range ps.ExemptNamespaces {
-		if !dnsLabel.MatchString(ns) {
-			v.errf(fmt.Sprintf("apiServer.podSecurity.exemptNamespaces[%d]", i), "%q is not a valid namespace name", ns)
-		}
+		v.name(fmt.Sprintf("apiServer.podSecurity.exemptNamespaces[%d]", i), ns, "namespace", ruleLabel)
 	}
 }
 
 func (v *validator) auditPolicyFile(p string) {
-	data, err := v.read(p)
+	data, err := v.read(p, userfile.LimitManifest)
 	if err != nil {
-		v.errf("apiServer.audit.policyFile", "read %s: %v", p, err)
+		v.errf("apiServer.audit.policyFile", "%v", err)
 		return
 	}
 
@@ -320,13 +325,8 @@ func truthy(v any) (bool, bool) {
 }
 
 func (v *validator) release(path string, r *Release) {
-	if r.Namespace != "" && !dnsLabel.MatchString(r.Namespace) {
-		v.errf(path+".namespace", "%q is not a valid namespace name", r.Namespace)
-	}
-
-	if r.ReleaseName != "" && !dnsSubdomain.MatchString(r.ReleaseName) {
-		v.errf(path+".releaseName", "%q is not a valid Helm release name", r.ReleaseName)
-	}
+	v.name(path+".namespace", r.Namespace, "namespace", ruleLabel)
+	v.name(path+".releaseName", r.ReleaseName, "Helm release", ruleRelease)
 
 	if ch := r.Chart; ch != nil {
 		if r.Version != "" && ch.Version != "" && r.Version != ch.Version {
@@ -374,7 +374,9 @@ func (v *validator) secrets(s *Secrets) {
 
 	for i, st := range s.ExternalSecrets.Stores {
 		p := fmt.Sprintf("secrets.externalSecrets.stores[%d]", i)
-		if v.required(p+".name", st.Name, "the store's name") {
+		v.name(p+".namespace", st.Namespace, "namespace", ruleLabel)
+
+		if v.required(p+".name", st.Name, "the store's name") && v.name(p+".name", st.Name, "SecretStore", ruleSubdomain) {
 			key := st.Namespace + "/" + st.Name
 			if seen[key] {
 				v.errf(p+".name", "store %s is defined twice", strings.TrimPrefix(key, "/"))
@@ -395,9 +397,7 @@ func (v *validator) namespaces(nss []Namespace) {
 	for i, ns := range nss {
 		p := fmt.Sprintf("namespaces[%d]", i)
 		if v.required(p+".name", ns.Name, "the namespace's name") {
-			if !dnsLabel.MatchString(ns.Name) {
-				v.errf(p+".name", "%q is not a valid namespace name", ns.Name)
-			}
+			v.name(p+".name", ns.Name, "namespace", ruleLabel)
 
 			if seen[ns.Name] {
 				v.errf(p+".name", "namespace %s is listed twice", ns.Name)
@@ -419,6 +419,8 @@ func (v *validator) namespaces(nss []Namespace) {
 		if vv := ns.PodSecurity.Version; vv != "" && !pssVersion.MatchString(vv) {
 			v.errf(p+".podSecurity.version", "%q must be latest or a Kubernetes minor such as v1.37", vv)
 		}
+
+		v.metadata(p, ns.Labels, ns.Annotations)
 	}
 }
 
@@ -427,18 +429,23 @@ func (v *validator) rbac(r *RBAC) {
 		p := fmt.Sprintf("rbac.serviceAccounts[%d]", i)
 		v.required(p+".name", sa.Name, "the ServiceAccount's name")
 		v.required(p+".namespace", sa.Namespace, "the ServiceAccount's namespace")
+		v.name(p+".name", sa.Name, "ServiceAccount", ruleSubdomain)
+		v.name(p+".namespace", sa.Namespace, "namespace", ruleLabel)
 	}
 
 	for i, role := range r.Roles {
 		p := fmt.Sprintf("rbac.roles[%d]", i)
 		v.required(p+".name", role.Name, "the Role's name")
 		v.required(p+".namespace", role.Namespace, "a Role lives in a namespace (use clusterRoles for cluster-wide roles)")
+		v.name(p+".name", role.Name, "Role", ruleSegment)
+		v.name(p+".namespace", role.Namespace, "namespace", ruleLabel)
 		v.rules(p, role)
 	}
 
 	for i, role := range r.ClusterRoles {
 		p := fmt.Sprintf("rbac.clusterRoles[%d]", i)
 		v.required(p+".name", role.Name, "the ClusterRole's name")
+		v.name(p+".name", role.Name, "ClusterRole", ruleSegment)
 
 		if role.Namespace != "" {
 			v.errf(p+".namespace", "a ClusterRole has no namespace: move it to rbac.roles, or drop the namespace")
@@ -459,6 +466,9 @@ func (v *validator) rbac(r *RBAC) {
 			v.errf(p+".namespace", "is required when binding a Role")
 		}
 
+		v.name(p+".name", b.Name, "binding", ruleSegment)
+		v.name(p+".namespace", b.Namespace, "namespace", ruleLabel)
+
 		if len(b.Subjects) == 0 {
 			v.errf(p+".subjects", "is required: who gets the role (User, Group or ServiceAccount)")
 		}
@@ -468,6 +478,11 @@ func (v *validator) rbac(r *RBAC) {
 			v.oneOf(sp+".kind", s.Kind, SubjectKinds)
 			v.required(sp+".kind", s.Kind, "User, Group or ServiceAccount")
 			v.required(sp+".name", s.Name, "the subject's name")
+
+			if s.Kind == "ServiceAccount" {
+				v.name(sp+".name", s.Name, "ServiceAccount", ruleSubdomain)
+				v.name(sp+".namespace", s.Namespace, "namespace", ruleLabel)
+			}
 
 			if s.Kind == "ServiceAccount" && s.Namespace == "" && b.Namespace == "" {
 				v.errf(sp+".namespace", "is required for a ServiceAccount in a cluster-wide binding")

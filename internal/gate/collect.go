@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/hardstrap/hardstrap/internal/userfile"
 )
 
 // Image is one image reference the run would deploy and where it comes from.
@@ -98,7 +100,7 @@ func Containers(data []byte) ([]Container, error) {
 // eachObject calls fn with every object of a multi-document YAML or JSON stream; source names
 // the stream in errors.
 func eachObject(source string, data []byte, fn func(obj map[string]any)) error {
-	dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(userfile.Terminated(data)), 4096)
 
 	for i := 0; ; i++ {
 		var obj map[string]any

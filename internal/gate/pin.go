@@ -11,6 +11,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/yaml"
 	sigsyaml "sigs.k8s.io/yaml"
+
+	"github.com/hardstrap/hardstrap/internal/userfile"
 )
 
 // ErrNotGated is returned when a manifest to pin names an image the gate did not check.
@@ -97,7 +99,7 @@ func splitDocuments(data []byte) [][]byte {
 func (p Pins) document(doc []byte) ([]byte, error) {
 	var obj map[string]any
 
-	err := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(doc), 4096).Decode(&obj)
+	err := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(userfile.Terminated(doc)), 4096).Decode(&obj)
 	if errors.Is(err, io.EOF) || (err == nil && obj == nil) {
 		return doc, nil // comments only: nothing to pin
 	}
@@ -172,7 +174,7 @@ func editImageLines(doc []byte, changed map[string]string) []byte {
 // sameObject reports whether doc decodes to want.
 func sameObject(doc []byte, want map[string]any) bool {
 	var got map[string]any
-	if err := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(doc), 4096).Decode(&got); err != nil {
+	if err := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(userfile.Terminated(doc)), 4096).Decode(&got); err != nil {
 		return false
 	}
 

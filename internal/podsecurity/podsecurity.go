@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -24,6 +23,8 @@ import (
 	"k8s.io/pod-security-admission/api"
 	"k8s.io/pod-security-admission/policy"
 	"sigs.k8s.io/yaml"
+
+	"github.com/hardstrap/hardstrap/internal/userfile"
 )
 
 // Stdin is the file name that means standard input.
@@ -183,23 +184,24 @@ func (c *Checker) CheckFiles(files []string, stdin io.Reader) (*Report, error) {
 	rep := c.newReport()
 
 	for _, file := range files {
-		if file == Stdin {
-			if err := c.check(rep, stdin, stdinName); err != nil {
-				return nil, err
-			}
+		var (
+			data []byte
+			err  error
+			name = file
+		)
 
-			continue
+		if file == Stdin {
+			name = stdinName
+			data, err = userfile.ReadStream(stdin, stdinName, userfile.LimitManifest)
+		} else {
+			data, err = userfile.Read(file, userfile.LimitManifest)
 		}
 
-		f, err := os.Open(file)
 		if err != nil {
 			return nil, err
 		}
 
-		err = c.check(rep, f, file)
-		f.Close() //nolint:errcheck // read-only
-
-		if err != nil {
+		if err := c.check(rep, data, name); err != nil {
 			return nil, err
 		}
 	}
@@ -207,10 +209,16 @@ func (c *Checker) CheckFiles(files []string, stdin io.Reader) (*Report, error) {
 	return rep, nil
 }
 
-// Check checks the manifests read from r, naming them file in results and errors.
+// Check checks the manifests read from r (at most userfile.LimitManifest bytes), naming them
+// file in results and errors.
 func (c *Checker) Check(r io.Reader, file string) (*Report, error) {
+	data, err := userfile.ReadStream(r, file, userfile.LimitManifest)
+	if err != nil {
+		return nil, err
+	}
+
 	rep := c.newReport()
-	if err := c.check(rep, r, file); err != nil {
+	if err := c.check(rep, data, file); err != nil {
 		return nil, err
 	}
 
@@ -221,9 +229,9 @@ func (c *Checker) newReport() *Report {
 	return &Report{Policy: c.Policy(), Results: []Result{}, Skipped: []Skipped{}}
 }
 
-// check adds the objects of the multi-document YAML (or JSON) stream r to rep.
-func (c *Checker) check(rep *Report, r io.Reader, file string) error {
-	reader := utilyaml.NewYAMLReader(bufio.NewReader(r))
+// check adds the objects of the multi-document YAML (or JSON) stream data to rep.
+func (c *Checker) check(rep *Report, data []byte, file string) error {
+	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(userfile.Terminated(data))))
 	doc := 0
 
 	for {

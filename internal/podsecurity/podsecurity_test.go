@@ -455,3 +455,18 @@ func TestCheckFiles(t *testing.T) {
 		t.Errorf("empty report JSON %s, want %s", data, want)
 	}
 }
+
+// TestLastLineOfBufferSize: a last line exactly 4096 bytes long with no newline (the size of
+// the Kubernetes YAML reader's buffer) is read, not dropped.
+func TestLastLineOfBufferSize(t *testing.T) {
+	head := "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, image: busybox}]\n"
+	last := "  hostPID: true #"
+	last += strings.Repeat("x", 4096-len(last))
+
+	c := newChecker(t, "baseline", "latest")
+
+	rep := check(t, c, "pod.yaml", head+last)
+	if len(rep.Results) != 1 || !strings.Contains(rep.Results[0].Message, "hostPID=true") {
+		t.Fatalf("a Pod whose last line (hostPID: true, 4096 bytes, no newline) was dropped passes: %+v", rep.Results)
+	}
+}

@@ -20,6 +20,10 @@ const (
 	BackupKind       = "SealingKeyBackup"
 )
 
+// maxPlaintext bounds a decrypted backup: age output is never longer than its input, which is
+// read with a limit; this keeps the bound visible here too.
+const maxPlaintext = 16 << 20
+
 // ErrWrongIdentity is returned by Restore when none of the given age identities is a recipient
 // of the backup.
 var ErrWrongIdentity = errors.New("backup cannot be decrypted with the given age identity: it was encrypted to other recipients")
@@ -139,7 +143,7 @@ func decrypt(data []byte, identities []age.Identity) ([]byte, error) {
 		// age quotes the bytes it could not parse: they may be plaintext given by mistake.
 		return nil, fmt.Errorf("backup is not an age file: %s", redact(err))
 	}
-	plain, err := io.ReadAll(r)
+	plain, err := io.ReadAll(io.LimitReader(r, maxPlaintext))
 	if err != nil {
 		return nil, fmt.Errorf("backup is damaged or was modified: %w", err)
 	}

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"time"
 
-	certutil "k8s.io/client-go/util/cert"
+	"github.com/hardstrap/hardstrap/internal/pemcert"
 )
 
 // ParseCert returns the RSA public key of the sealed-secrets controller's certificate, as
@@ -16,9 +16,9 @@ import (
 // data and refuses one whose NotAfter has passed (a certificate not yet valid is accepted, as
 // kubeseal does).
 func ParseCert(pemData []byte) (*rsa.PublicKey, error) {
-	certs, err := certutil.ParseCertsPEM(pemData)
-	if err != nil || len(certs) == 0 {
-		return nil, fmt.Errorf("parse sealing certificate: no PEM CERTIFICATE block found: pass the certificate as `kubeseal --fetch-cert` prints it")
+	certs, _, err := pemcert.Parse(pemData)
+	if err != nil {
+		return nil, fmt.Errorf("parse sealing certificate: %w: pass the certificate as `kubeseal --fetch-cert` prints it", err)
 	}
 	return certPublicKey(certs[0], time.Now())
 }

@@ -33,8 +33,8 @@ func TestParseCert(t *testing.T) {
 		{name: "controller certificate", pem: k.certPEM},
 		{name: "not yet valid is accepted like kubeseal", pem: newTestKey(k.priv, notYet).certPEM},
 		{name: "expired", pem: newTestKey(k.priv, expired).certPEM, wantErr: "expired on"},
-		{name: "garbage", pem: []byte("hello"), wantErr: "no PEM CERTIFICATE block"},
-		{name: "private key instead", pem: k.keyPEM, wantErr: "no PEM CERTIFICATE block"},
+		{name: "garbage", pem: []byte("hello"), wantErr: "holds no PEM certificate"},
+		{name: "private key instead", pem: k.keyPEM, wantErr: "starts a \"RSA PRIVATE KEY\" block"},
 		{name: "ECDSA", pem: ecdsaCertPEM(t), wantErr: "needs an RSA key"},
 	}
 	for _, tt := range tests {

@@ -5,11 +5,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"filippo.io/age"
 	"filippo.io/age/agessh"
+
+	"github.com/hardstrap/hardstrap/internal/userfile"
 )
 
 // ParseRecipients parses age recipients as the age CLI's -r and -R do. Each spec is an age
@@ -42,7 +43,7 @@ func ParseRecipients(specs []string) ([]age.Recipient, error) {
 
 // parseRecipientsFile reads one recipient a line from path.
 func parseRecipientsFile(path string) ([]age.Recipient, error) {
-	data, err := os.ReadFile(path)
+	data, err := userfile.Read(path, userfile.LimitConfig)
 	if err != nil {
 		return nil, fmt.Errorf("read age recipients file: %w: pass an age1... key, an ssh public key or a recipients file", err)
 	}

@@ -18,8 +18,19 @@ import (
 // quoted matches the parts of a decoder's message that may quote the input it choked on.
 var quoted = regexp.MustCompile("`[^`]*`|\"[^\"]*\"|'[^']*'")
 
+// syntaxToken matches a quoted YAML or JSON syntax character, as parsers name what they
+// expected ("did not find expected ',' or '}'"): one character, never a value.
+var syntaxToken = regexp.MustCompile("^['\"`][,:\\[\\]{}\\-?#&*!|>%@]['\"`]$")
+
 // redact removes quoted input from a decoder's error message, so that a value from a Secret
-// can never reach an error string, and keeps the rest (line numbers, expected tokens).
+// can never reach an error string, and keeps the rest (line numbers, and the single syntax
+// characters a parser says it expected).
 func redact(err error) string {
-	return quoted.ReplaceAllString(err.Error(), "<redacted>")
+	return quoted.ReplaceAllStringFunc(err.Error(), func(q string) string {
+		if syntaxToken.MatchString(q) {
+			return q
+		}
+
+		return "<redacted>"
+	})
 }

@@ -7,9 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/hardstrap/hardstrap/internal/userfile"
 )
 
 // ParseSecret parses one v1 Secret from YAML or JSON. Like the API server it merges stringData
@@ -43,7 +47,7 @@ func ParseSecret(data []byte) (*corev1.Secret, error) {
 
 // decodeOne decodes the single YAML or JSON document in data.
 func decodeOne(data []byte) (map[string]any, error) {
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(userfile.Terminated(data)), 4096)
 	var docs []map[string]any
 	for {
 		var doc map[string]any
@@ -76,6 +80,9 @@ func checkValues(obj map[string]any) error {
 			return fmt.Errorf("parse Secret: %s must be a map of key to string", field)
 		}
 		for key, v := range m {
+			if errs := validation.IsConfigMapKey(key); len(errs) > 0 {
+				return fmt.Errorf("parse Secret: %s key %q is not a valid Secret key: %s", field, key, strings.Join(errs, "; "))
+			}
 			s, ok := v.(string)
 			if !ok {
 				return fmt.Errorf("parse Secret: %s[%q] must be a string", field, key)

@@ -82,3 +82,27 @@ stringData:
 		})
 	}
 }
+
+func TestParseSecretRejectsKeysKubernetesRejects(t *testing.T) {
+	for _, key := range []string{"bad key/x", "a/b", "..", ""} {
+		in := "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData:\n  \"" + key + "\": v4lue\n"
+
+		_, err := ParseSecret([]byte(in))
+		if err == nil || !strings.Contains(err.Error(), "is not a valid Secret key") || strings.Contains(err.Error(), "v4lue") {
+			t.Errorf("key %q: err = %v, want a refusal naming the key and not the value", key, err)
+		}
+	}
+}
+
+func TestParseSecretSyntaxErrorKeepsTheExpectedToken(t *testing.T) {
+	in := "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {password: 'hunter2', other: [x\n"
+
+	_, err := ParseSecret([]byte(in))
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("err = %v, want an error without the value", err)
+	}
+
+	if !strings.Contains(err.Error(), "did not find expected ',' or ']'") {
+		t.Errorf("err = %v, want the token the parser expected kept", err)
+	}
+}

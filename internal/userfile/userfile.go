@@ -64,6 +64,31 @@ func Read(path string, limit int64) ([]byte, error) {
 	return data, nil
 }
 
+// ReadStream reads r (standard input), named name in errors, at most limit bytes.
+func ReadStream(r io.Reader, name string, limit int64) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("read %s: %w: larger than %s", name, ErrTooLarge, Size(limit))
+	}
+
+	return data, nil
+}
+
+// Terminated returns data ending with a newline. Kubernetes' YAML reader (and so its
+// YAML-or-JSON decoder) drops a last line that has no newline and is exactly as long as its
+// read buffer (4096 bytes): every YAML stream hardstrap decodes goes through Terminated first.
+func Terminated(data []byte) []byte {
+	if len(data) == 0 || data[len(data)-1] == '\n' {
+		return data
+	}
+
+	return append(data[:len(data):len(data)], '\n')
+}
+
 func tooLarge(path string, limit int64) error {
 	return &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w: larger than %s", ErrTooLarge, Size(limit))}
 }

@@ -9,7 +9,6 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -25,6 +24,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/internal/userfile"
 	"github.com/hardstrap/hardstrap/templates"
 )
 
@@ -290,7 +290,7 @@ func (v *Verifier) loadKey(ctx context.Context, ref string) (signature.Verifier,
 			path = filepath.Join(v.BaseDir, path)
 		}
 
-		pemBytes, err = os.ReadFile(path)
+		pemBytes, err = userfile.Read(path, userfile.LimitConfig)
 		if err != nil {
 			return nil, err
 		}
