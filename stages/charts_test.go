@@ -158,13 +158,17 @@ func (f *chartsFixture) state(t *testing.T) *State {
 
 	return &State{
 		Config: cfg, HelmConfig: f.helmConfig, Fetcher: &charts.Fetcher{CacheDir: filepath.Join(f.dir, "cache")},
-		Wait: new(false),
+		Wait: new(false), Locker: noLock,
 		NewKube: func(kube.Options) (*kube.Client, error) {
 			t.Error("the charts stage asked for a Kubernetes client although nothing waits")
 			return nil, errors.New("no cluster in this test")
 		},
 	}
 }
+
+// noLock takes no cluster lock: the charts tests keep Helm's records in memory and talk to no
+// cluster.
+func noLock(context.Context, context.CancelCauseFunc) (*kube.Lock, error) { return nil, nil }
 
 func (f *chartsFixture) helmConfig(namespace string) (*action.Configuration, error) {
 	mem, ok := f.mem[namespace]

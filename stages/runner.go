@@ -73,9 +73,26 @@ func Run(ctx context.Context, s *State, list []Stage, o Options) (*Report, error
 		s.Selected = append(s.Selected, st.Name())
 	}
 
+	// One apply at a time: the local lock on hardstrap.yaml's files now, the cluster's before
+	// the first stage that writes to it plans.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	if !o.DryRun && s.Config.File != "" {
+		unlock, err := s.lockFiles()
+		if err != nil {
+			rep.Error = err.Error()
+			return rep, err
+		}
+
+		defer unlock()
+	}
+
+	defer s.releaseCluster() //nolint:errcheck // best effort: an unreleased lock expires
+
 	for _, st := range list {
 		if err := ctx.Err(); err != nil {
-			err = fmt.Errorf("stage %s not started: %w", st.Name(), err)
+			err = fmt.Errorf("stage %s not started: %w", st.Name(), context.Cause(ctx))
 			rep.Error = err.Error()
 
 			return rep, err
@@ -88,7 +105,14 @@ func Run(ctx context.Context, s *State, list []Stage, o Options) (*Report, error
 			o.Progress.Start(st, o.DryRun)
 		}
 
-		err := runStage(ctx, s, st, sr, o.DryRun)
+		var err error
+		if _, writes := st.(clusterWriter); writes && !o.DryRun {
+			err = s.lockCluster(ctx, cancel)
+		}
+
+		if err == nil {
+			err = runStage(ctx, s, st, sr, o.DryRun)
+		}
 		rep.Changes += len(sr.Items)
 
 		if o.Progress != nil {

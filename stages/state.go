@@ -80,12 +80,24 @@ type State struct {
 	// tags and says so.
 	Pins gate.Pins
 
+	// LockTimeout is how long apply waits for another run's lock (--lock-timeout); 0 uses
+	// DefaultLockTimeout.
+	LockTimeout time.Duration
+
 	// Accept says which changed digests this run records in hardstrap.lock instead of
 	// refusing them; nil accepts none (`hardstrap lock update` sets it).
 	Accept *LockAccept
 
 	// fetched maps each chart source fetched in this run to its archive's digest.
 	fetched map[charts.Source]string
+
+	// Locker takes the cluster-side lock; nil takes kube's Lease through KubeClient (tests of
+	// stages that talk to no cluster set one that takes nothing).
+	Locker func(ctx context.Context, cancel context.CancelCauseFunc) (*kube.Lock, error)
+
+	// clusterLock is the cluster-side lock apply holds, once taken (locked says it was).
+	clusterLock *kube.Lock
+	locked      bool
 
 	lockOnce sync.Once
 	lock     *runLock

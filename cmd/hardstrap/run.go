@@ -26,6 +26,7 @@ type runOptions struct {
 	ForceConflicts   bool
 	Wait             *bool
 	Timeout          time.Duration
+	LockTimeout      time.Duration
 	Sarif            string
 }
 
@@ -68,6 +69,12 @@ func applyCommand() *cli.Command {
 only what it planned; a stage with nothing to do changes nothing, so re-running apply is safe.
 Machine config files are replaced atomically, with a timestamped backup beside them.
 
+One apply runs at a time: apply locks hardstrap.yaml on this machine, and takes a Lease
+(kube-system/hardstrap-apply, renewed while it runs) before the first stage that writes to
+the cluster. A second apply waits up to --lock-timeout, then exits 1 naming the holder and
+when it started. A run that is killed releases both: the Lease expires 30 s after its last
+renewal.
+
 Examples:
    hardstrap apply
    hardstrap apply --only talos
@@ -77,6 +84,7 @@ Examples:
 			&cli.BoolFlag{Name: "dry-run", Usage: "plan only: show what would change and change nothing"},
 			&cli.BoolFlag{Name: "allow-violating-pods", Usage: "raise a namespace's Pod Security enforce level even though running pods violate it"},
 			&cli.BoolFlag{Name: "force-conflicts", Usage: "take over fields another field manager owns (server-side apply --force-conflicts)"},
+			&cli.DurationFlag{Name: "lock-timeout", Value: stages.DefaultLockTimeout, Usage: "wait up to `DURATION` for another apply to release its lock (on the cluster, and on this machine's files) before giving up"},
 		}, append(stageFlags(), helmFlags()...)...),
 		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
@@ -88,6 +96,7 @@ Examples:
 			o.DryRun = c.Bool("dry-run")
 			o.AllowViolating = c.Bool("allow-violating-pods")
 			o.ForceConflicts = c.Bool("force-conflicts")
+			o.LockTimeout = c.Duration("lock-timeout")
 
 			return runStages(c, o)
 		},
@@ -150,7 +159,7 @@ func runStages(c *cli.Context, o runOptions) error {
 	}
 
 	st := &stages.State{Config: cfg, Kube: o.Kube, DryRun: o.DryRun, AllowViolatingPods: o.AllowViolating, ForceConflicts: o.ForceConflicts,
-		Wait: o.Wait, Timeout: o.Timeout}
+		Wait: o.Wait, Timeout: o.Timeout, LockTimeout: o.LockTimeout}
 	defer st.Close() //nolint:errcheck // closing clients at exit
 
 	stdout := c.App.Writer

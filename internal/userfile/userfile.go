@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"syscall"
+	"time"
 )
 
 // Size limits by kind of file.
@@ -119,5 +120,42 @@ func kind(m fs.FileMode) string {
 		return "a device"
 	default:
 		return "not a regular file"
+	}
+}
+
+// ErrLocked is returned when another process holds the lock on a file past the wait.
+var ErrLocked = errors.New("another hardstrap run holds the file")
+
+// Lock takes an exclusive advisory lock (flock) on the file at path, waiting up to wait for
+// another process to release it. The lock goes with the process: a killed run releases it.
+// unlock gives it back.
+func Lock(path string, wait time.Duration) (unlock func(), err error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+
+	deadline := time.Now().Add(wait)
+
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() {
+				_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+				_ = f.Close()
+			}, nil
+		}
+
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, &fs.PathError{Op: "lock", Path: path, Err: err}
+		}
+
+		if time.Now().After(deadline) {
+			f.Close()
+			return nil, &fs.PathError{Op: "lock", Path: path, Err: ErrLocked}
+		}
+
+		time.Sleep(100 * time.Millisecond)
 	}
 }
