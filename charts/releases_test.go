@@ -146,7 +146,7 @@ func TestReleasesExample(t *testing.T) {
 	assertValue(t, cilium, "cgroup.autoMount.enabled", false)
 	assertValue(t, cilium, "cgroup.hostRoot", "/sys/fs/cgroup")
 	assertValue(t, cilium, "securityContext.capabilities.ciliumAgent",
-		[]any{"CHOWN", "KILL", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "SYS_ADMIN", "SYS_RESOURCE", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"})
+		[]any{"CHOWN", "KILL", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "SYS_ADMIN", "SYS_RESOURCE", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID", "SYSLOG"})
 	assertValue(t, cilium, "securityContext.capabilities.cleanCiliumState", []any{"NET_ADMIN", "SYS_ADMIN", "SYS_RESOURCE"})
 
 	assertValue(t, rels[1], "fullnameOverride", "sealed-secrets-controller")
@@ -174,7 +174,7 @@ func TestReleasesUserValuesMergeOverDefaults(t *testing.T) {
 	assertValue(t, cilium, "ipam.mode", "kubernetes")                                           // untouched default
 	assertValue(t, cilium, "securityContext.capabilities.cleanCiliumState", []any{"NET_ADMIN"}) // lists replace
 	assertValue(t, cilium, "securityContext.capabilities.ciliumAgent",
-		[]any{"CHOWN", "KILL", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "SYS_ADMIN", "SYS_RESOURCE", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"})
+		[]any{"CHOWN", "KILL", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "SYS_ADMIN", "SYS_RESOURCE", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID", "SYSLOG"})
 
 	eso := rels[2]
 	if eso.Namespace != "eso" || eso.ReleaseName != "eso" || !eso.Wait {
@@ -263,6 +263,7 @@ func TestReleasesChartOverrides(t *testing.T) {
 		"  externalSecrets:\n    chart: {source: \"https://mirror.example.com/charts\", name: eso}\n")
 
 	local := filepath.Join(filepath.Dir(c.File), "charts", "cilium-1.0.0.tgz")
+	eso, _ := charts.PinFor(charts.KeyExternalSecrets)
 
 	rels, err := charts.Releases(c)
 	if err != nil {
@@ -272,7 +273,7 @@ func TestReleasesChartOverrides(t *testing.T) {
 	want := []charts.Source{
 		{Kind: charts.SourceLocal, URL: local, SHA256: "sha256:" + strings.Repeat("ab", 32)},
 		{Kind: charts.SourceOCI, URL: "oci://registry.example.com/charts/sealed-secrets", Name: "sealed-secrets", Version: "2.0.0"},
-		{Kind: charts.SourceHTTP, URL: "https://mirror.example.com/charts", Name: "eso", Version: "0.20.2"}, // the pinned version
+		{Kind: charts.SourceHTTP, URL: "https://mirror.example.com/charts", Name: "eso", Version: eso.Version}, // the pinned version
 	}
 
 	for i, w := range want {

@@ -19,6 +19,11 @@ import (
 // ESOGroup is the API group of External Secrets Operator.
 const ESOGroup = "external-secrets.io"
 
+// ESOVersion is the version of ESOGroup hardstrap writes and reads: v1, served since External
+// Secrets Operator 0.16, the only version served by default since 0.17 (v1beta1 stopped), and
+// the one the pinned 2.x chart serves.
+const ESOVersion = "v1"
+
 // storesStage server-side applies the SecretStores and ClusterSecretStores of
 // secrets.externalSecrets.stores. Each is planned by a server-side dry run with strict field
 // validation, so the installed CRD's schema judges the provider spec before anything is written.
@@ -45,11 +50,8 @@ func (*storesStage) Plan(ctx context.Context, s *State) (Changes, error) {
 		return c, err
 	}
 
-	var version string
-
 	err = eventuallyWithin(ctx, storesCRDWait(s), func() (bool, error) {
-		var err error
-		version, err = esoVersion(client)
+		err := esoServed(client)
 
 		return err == nil, err
 	})
@@ -63,7 +65,7 @@ func (*storesStage) Plan(ctx context.Context, s *State) (Changes, error) {
 	}
 
 	for i, st := range stores {
-		obj, gvr := storeObject(st, version, s.Config.Metadata.Name)
+		obj, gvr := storeObject(st, s.Config.Metadata.Name)
 
 		res := client.Dynamic.Resource(gvr)
 
@@ -113,31 +115,45 @@ func storesCRDWait(s *State) time.Duration {
 	return 30 * time.Second
 }
 
-// esoVersion is the version of external-secrets.io the API server prefers.
-func esoVersion(client *kube.Client) (string, error) {
+// esoServed returns nil when the API server serves ESOGroup at ESOVersion. Another version
+// alone (an operator older than 0.16) is an error that names what is served: hardstrap writes
+// v1 objects and would not turn them into another version's shape.
+func esoServed(client *kube.Client) error {
 	groups, err := client.Typed.Discovery().ServerGroups()
 	if err != nil {
-		return "", fmt.Errorf("discover API groups: %w", err)
+		return fmt.Errorf("discover API groups: %w", err)
 	}
 
 	for _, g := range groups.Groups {
-		if g.Name == ESOGroup {
-			return g.PreferredVersion.Version, nil
+		if g.Name != ESOGroup {
+			continue
 		}
+
+		var served []string
+
+		for _, v := range g.Versions {
+			if v.Version == ESOVersion {
+				return nil
+			}
+
+			served = append(served, v.Version)
+		}
+
+		return fmt.Errorf("the API server serves %s %v but not %s: upgrade External Secrets Operator (0.16 or later)", ESOGroup, served, ESOVersion)
 	}
 
-	return "", fmt.Errorf("the API server does not serve %s: install External Secrets Operator (secrets.externalSecrets.enabled) before defining stores", ESOGroup)
+	return fmt.Errorf("the API server does not serve %s: install External Secrets Operator (secrets.externalSecrets.enabled) before defining stores", ESOGroup)
 }
 
 // storeObject builds the SecretStore (with a namespace) or ClusterSecretStore.
-func storeObject(st config.SecretStore, version, cluster string) (*unstructured.Unstructured, schema.GroupVersionResource) {
+func storeObject(st config.SecretStore, cluster string) (*unstructured.Unstructured, schema.GroupVersionResource) {
 	kind, resource := "ClusterSecretStore", "clustersecretstores"
 	if st.Namespace != "" {
 		kind, resource = "SecretStore", "secretstores"
 	}
 
 	obj := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": ESOGroup + "/" + version,
+		"apiVersion": ESOGroup + "/" + ESOVersion,
 		"kind":       kind,
 		"metadata": map[string]any{"name": st.Name, "labels": map[string]any{
 			kube.ManagedByLabel: kube.ManagedByValue, kube.ClusterLabel: cluster,
@@ -149,7 +165,7 @@ func storeObject(st config.SecretStore, version, cluster string) (*unstructured.
 		obj.SetNamespace(st.Namespace)
 	}
 
-	return obj, schema.GroupVersionResource{Group: ESOGroup, Version: version, Resource: resource}
+	return obj, schema.GroupVersionResource{Group: ESOGroup, Version: ESOVersion, Resource: resource}
 }
 
 func providerName(st config.SecretStore) string {

@@ -18,6 +18,68 @@ import (
 	"github.com/hardstrap/hardstrap/internal/kube"
 )
 
+// TestESOServed checks that stores are written only where external-secrets.io/v1 is served,
+// whatever other versions the server serves beside it or prefers.
+func TestESOServed(t *testing.T) {
+	tests := []struct {
+		name          string
+		groupVersions []string
+		wantErr       string // "" for served
+	}{
+		{"v1 alone (ESO 0.17 and later, the pinned 2.x)", []string{"external-secrets.io/v1"}, ""},
+		{"v1 beside v1alpha1 push secrets", []string{"external-secrets.io/v1alpha1", "external-secrets.io/v1"}, ""},
+		{"v1 beside v1beta1 (ESO 0.16)", []string{"external-secrets.io/v1beta1", "external-secrets.io/v1"}, ""},
+		{"v1beta1 alone (ESO before 0.16)", []string{"external-secrets.io/v1beta1"}, "serves external-secrets.io [v1beta1] but not v1: upgrade External Secrets Operator"},
+		{"not installed", []string{"bitnami.com/v1alpha1"}, "does not serve external-secrets.io: install External Secrets Operator"},
+	}
+
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			typed := k8sfake.NewClientset()
+			for _, gv := range tt.groupVersions {
+				typed.Resources = append(typed.Resources, &metav1.APIResourceList{GroupVersion: gv})
+			}
+
+			err := esoServed(&kube.Client{Typed: typed})
+
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("esoServed = %v, want served", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("esoServed = %v, want an error with %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestStoreObjectIsV1 checks the objects the stores stage applies: v1, the kind by scope, and
+// hardstrap's ownership labels.
+func TestStoreObjectIsV1(t *testing.T) {
+	provider := map[string]any{"fake": map[string]any{"data": []any{}}}
+
+	for _, tt := range []struct {
+		store              config.SecretStore
+		kind, resource, ns string
+	}{
+		{config.SecretStore{Name: "fake-store", Provider: provider}, "ClusterSecretStore", "clustersecretstores", ""},
+		{config.SecretStore{Name: "team-store", Namespace: "apps", Provider: provider}, "SecretStore", "secretstores", "apps"},
+	} {
+		obj, gvr := storeObject(tt.store, "homelab")
+
+		if obj.GetAPIVersion() != "external-secrets.io/v1" || obj.GetKind() != tt.kind || obj.GetNamespace() != tt.ns {
+			t.Errorf("%s: %s %s in %q, want external-secrets.io/v1 %s in %q", tt.store.Name, obj.GetAPIVersion(), obj.GetKind(), obj.GetNamespace(), tt.kind, tt.ns)
+		}
+
+		if gvr.Group != "external-secrets.io" || gvr.Version != "v1" || gvr.Resource != tt.resource {
+			t.Errorf("%s: resource %v, want external-secrets.io/v1 %s", tt.store.Name, gvr, tt.resource)
+		}
+
+		if l := obj.GetLabels(); l[kube.ManagedByLabel] != kube.ManagedByValue || l[kube.ClusterLabel] != "homelab" {
+			t.Errorf("%s: labels %v lack hardstrap's ownership", tt.store.Name, l)
+		}
+	}
+}
+
 // TestStoresDoNotLeakValuesFromAPIErrors: the API server quotes the invalid value of a field;
 // a store's spec may hold a credential inline, so the stage's error must not pass it on.
 func TestStoresDoNotLeakValuesFromAPIErrors(t *testing.T) {

@@ -127,8 +127,7 @@ func externalSecretsChecks(ctx context.Context, client *kube.Client, s *State) [
 		return nil
 	}
 
-	version, err := esoVersion(client)
-	if err != nil {
+	if err := esoServed(client); err != nil {
 		if len(es.Stores) > 0 {
 			return []Check{{Status: Fail, Name: "external secrets stores", Evidence: err.Error()}}
 		}
@@ -147,11 +146,11 @@ func externalSecretsChecks(ctx context.Context, client *kube.Client, s *State) [
 	var checks []Check
 
 	for _, st := range es.Stores {
-		obj, gvr := storeObject(st, version, s.Config.Metadata.Name)
+		obj, gvr := storeObject(st, s.Config.Metadata.Name)
 		checks = append(checks, readyCheck(ctx, client, gvr, st.Namespace, st.Name, "store "+objectName(obj)))
 	}
 
-	list, err := client.Dynamic.Resource(schema.GroupVersionResource{Group: ESOGroup, Version: version, Resource: "externalsecrets"}).List(ctx, metav1.ListOptions{})
+	list, err := client.Dynamic.Resource(schema.GroupVersionResource{Group: ESOGroup, Version: ESOVersion, Resource: "externalsecrets"}).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return append(checks, Check{Status: Fail, Name: "externalsecrets synced", Evidence: err.Error()})
 	}

@@ -20,7 +20,7 @@ import (
 
 func esoObject(kind, ns, name, ready, reason string) *unstructured.Unstructured {
 	obj := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "external-secrets.io/v1", "kind": kind,
+		"apiVersion": ESOGroup + "/" + ESOVersion, "kind": kind,
 		"metadata": map[string]any{"name": name},
 	}}
 
@@ -48,10 +48,10 @@ func TestExternalSecretsChecks(t *testing.T) {
 			ObjectMeta: metav1.ObjectMeta{Name: "external-secrets", Namespace: "external-secrets"},
 			Status:     appsv1.DeploymentStatus{ReadyReplicas: operatorReady},
 		})
-		typed.Resources = []*metav1.APIResourceList{{GroupVersion: "external-secrets.io/v1"}}
+		typed.Resources = []*metav1.APIResourceList{{GroupVersion: ESOGroup + "/" + ESOVersion}}
 
 		gvr := func(r string) schema.GroupVersionResource {
-			return schema.GroupVersionResource{Group: ESOGroup, Version: "v1", Resource: r}
+			return schema.GroupVersionResource{Group: ESOGroup, Version: ESOVersion, Resource: r}
 		}
 
 		dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{

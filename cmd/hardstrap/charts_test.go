@@ -56,6 +56,19 @@ func TestChartsList(t *testing.T) {
 	}
 }
 
+// sealedPin is the pinned sealed-secrets chart version, which chartsWorkspace's config leaves
+// the version to.
+func sealedPin(t *testing.T) string {
+	t.Helper()
+
+	pin, ok := charts.PinFor(charts.KeySealedSecrets)
+	if !ok {
+		t.Fatal("no sealed-secrets pin")
+	}
+
+	return pin.Version
+}
+
 // chartsWorkspace writes a hardstrap.yaml (with empty machine configs beside it) whose
 // releases come from test sources: cilium and sealed-secrets from a Helm repository,
 // external-secrets from an OCI registry. It returns the config path and the fixture archives
@@ -65,7 +78,7 @@ func chartsWorkspace(t *testing.T, sealedSHA string) (string, map[string]string)
 
 	tgz := map[string]string{
 		"cilium":           chartstest.Build(t, "cilium", "1.18.6"),
-		"sealed-secrets":   chartstest.Build(t, "sealed-secrets", "2.17.1"),
+		"sealed-secrets":   chartstest.Build(t, "sealed-secrets", sealedPin(t)), // no version in the config: the pin's
 		"external-secrets": chartstest.Build(t, "external-secrets", "0.20.2"),
 	}
 
@@ -120,7 +133,7 @@ func TestChartsPull(t *testing.T) {
 
 	for _, want := range []struct{ key, file, field string }{
 		{"cilium", "cilium-1.18.6.tgz", "cni"},
-		{"sealed-secrets", "sealed-secrets-2.17.1.tgz", "secrets.sealedSecrets"},
+		{"sealed-secrets", "sealed-secrets-" + sealedPin(t) + ".tgz", "secrets.sealedSecrets"},
 		{"external-secrets", "external-secrets-0.20.2.tgz", "secrets.externalSecrets"},
 	} {
 		p := filepath.Join(offline, want.file)
@@ -234,7 +247,7 @@ func TestChartsPullDigestMismatch(t *testing.T) {
 		t.Errorf("stderr does not name the release and the mismatch:\n%s", r.Stderr)
 	}
 
-	if _, err := os.Stat(filepath.Join(offline, "sealed-secrets-2.17.1.tgz")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(offline, "sealed-secrets-"+sealedPin(t)+".tgz")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the mismatched archive was written (stat: %v)", err)
 	}
 }

@@ -352,8 +352,10 @@ func (e *env) waitSecret(t *testing.T, ns, name string) *corev1.Secret {
 }
 
 // esoVersion is the External Secrets release whose CRDs the test installs: the newest one the
-// module proxy serves (the chart hardstrap pins, 0.20.2, is not served there).
-const esoVersion = "v0.19.2"
+// module proxy serves (the 2.x line hardstrap's chart pin comes from has no module there). Like
+// 2.x, it serves external-secrets.io/v1 only, so the stores stage is proven against a server
+// without v1beta1.
+const esoVersion = "v1.3.2"
 
 // installESOCRDs creates the SecretStore, ClusterSecretStore and ExternalSecret CRDs of
 // External Secrets Operator, read from its Go module, and waits until they are served.
