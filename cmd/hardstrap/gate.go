@@ -51,7 +51,7 @@ Exit codes: 0 when every image may run, 1 when one is blocked or cannot be check
 
 Examples:
    hardstrap gate
-   hardstrap gate quay.io/cilium/cilium:v1.18.6
+   hardstrap gate quay.io/cilium/cilium:v1.20.2
    hardstrap gate -o json | jq '.images[] | select(.blocked)'
    hardstrap gate --sarif gate.sarif          # upload to code scanning`,
 		Flags: append([]cli.Flag{

@@ -44,7 +44,7 @@ or a chart cannot be fetched, 2 for bad usage or an invalid config.
 Examples:
    hardstrap lock update
    hardstrap lock update --only sealed-secrets-controller
-   hardstrap lock update --only quay.io/cilium/cilium:v1.18.6 -f lab/hardstrap.yaml`,
+   hardstrap lock update --only quay.io/cilium/cilium:v1.20.2 -f lab/hardstrap.yaml`,
 				Flags: append([]cli.Flag{
 					fileFlag(), outputFlag(),
 					&cli.StringSliceFlag{Name: flagOnly, Usage: "accept new digests only for `NAME` (repeatable, or comma-separated): a release or an image"},
