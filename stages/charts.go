@@ -474,43 +474,114 @@ func (p *planned) digestNote() string {
 	return " (" + p.fetched.Digest + ")"
 }
 
-// upgradeSummary says what an upgrade from rel changes: the chart version, the values.
+// mostPaths is how many changed values paths a summary line names.
+const mostPaths = 10
+
+// upgradeSummary says what an upgrade from rel changes: the chart version, the values
+// hardstrap passes, the chart's own defaults, the pinned images.
 func upgradeSummary(from *release.Release, p *planned) []string {
 	var out []string
 
-	if sameChart(from.Chart, p.fetched.Chart) {
-		out = append(out, "chart "+p.chartName()+" (unchanged)")
+	bump := !sameChart(from.Chart, p.fetched.Chart)
+	if bump {
+		out = append(out, "chart "+chartBump(from.Chart, p.fetched.Chart)+p.digestNote())
 	} else {
-		out = append(out, "chart "+chartLabel(from.Chart)+" -> "+p.chartName()+p.digestNote())
+		out = append(out, "chart "+p.chartName()+" (unchanged)")
 	}
 
 	fromValues, _ := normalValues(from.Config)
 	if paths := changedPaths(fromValues, p.values); len(paths) > 0 {
-		const most = 10
-		if len(paths) > most {
-			paths = append(paths[:most], fmt.Sprintf("and %d more", len(paths)-most))
-		}
+		out = append(out, "values changed: "+capped(paths, mostPaths))
+	} else {
+		out = append(out, "values: unchanged")
+	}
 
-		out = append(out, "values changed: "+strings.Join(paths, ", "))
+	if bump {
+		if paths := changedPaths(chartDefaults(from.Chart), chartDefaults(p.fetched.Chart)); len(paths) > 0 {
+			out = append(out, "chart defaults changed (its values.yaml): "+capped(paths, mostPaths))
+		}
 	}
 
 	return append(out, p.imagesSummary(from)...)
 }
 
-// diff shows what installing the release over rel (nil: nothing) changes: the values, then
-// the pinned images.
+// chartBump is "name old -> new" for a chart version change, with the app version when that
+// moves differently; "old-name old -> new-name new" when the chart itself changes.
+func chartBump(from, to *chart.Chart) string {
+	if from == nil || from.Metadata == nil || to == nil || to.Metadata == nil || from.Metadata.Name != to.Metadata.Name {
+		return chartLabel(from) + " -> " + chartLabel(to)
+	}
+
+	s := to.Metadata.Name + " " + from.Metadata.Version + " -> " + to.Metadata.Version
+
+	// The app version, unless it says nothing new (unchanged, or versioned as the chart is).
+	a, b := from.Metadata.AppVersion, to.Metadata.AppVersion
+	if a != b && a != "" && b != "" && (a != from.Metadata.Version || b != to.Metadata.Version) {
+		s += ", app " + a + " -> " + b
+	}
+
+	return s
+}
+
+// chartDefaults are a chart's own values (its values.yaml), normalised.
+func chartDefaults(c *chart.Chart) map[string]any {
+	if c == nil {
+		return map[string]any{}
+	}
+
+	v, _ := normalValues(c.Values)
+
+	return v
+}
+
+// diff shows what installing the release over rel (nil: nothing) changes: the values
+// hardstrap passes, the chart's defaults when the chart changes, then the pinned images. Each
+// part is a unified diff whose header names its two sides.
 func (p *planned) diff(rel *release.Release) string {
 	var old map[string]any
+
+	was := "not installed"
 	if rel != nil {
 		old, _ = normalValues(rel.Config)
+		was = fmt.Sprintf("revision %d", rel.Version)
 	}
 
-	d := valuesDiff(old, p.values)
-	if images := p.imagesDiff(rel); images != "" {
-		d = strings.TrimRight(d, "\n") + "\n" + images
+	parts := []string{relabel(valuesDiff(old, p.values), "values ("+was+")", "values (hardstrap.yaml)")}
+
+	if rel != nil && !sameChart(rel.Chart, p.fetched.Chart) {
+		parts = append(parts, relabel(valuesDiff(chartDefaults(rel.Chart), chartDefaults(p.fetched.Chart)),
+			"chart defaults ("+chartLabel(rel.Chart)+" values.yaml)", "chart defaults ("+p.chartName()+" values.yaml)"))
 	}
 
-	return strings.TrimLeft(d, "\n")
+	parts = append(parts, relabel(p.imagesDiff(rel), "images ("+was+")", "images (pinned by the gate)"))
+
+	var b strings.Builder
+
+	for _, d := range parts {
+		if d = strings.Trim(d, "\n"); d != "" {
+			b.WriteString(d + "\n")
+		}
+	}
+
+	return b.String()
+}
+
+// capped joins list, naming at most most of its entries.
+func capped(list []string, most int) string {
+	if len(list) > most {
+		return strings.Join(list[:most], ", ") + fmt.Sprintf(" and %d more", len(list)-most)
+	}
+
+	return strings.Join(list, ", ")
+}
+
+// relabel names the two sides of a textdiff unified diff ("--- a", "+++ b").
+func relabel(d, from, to string) string {
+	if rest, ok := strings.CutPrefix(d, "--- a\n+++ b\n"); ok {
+		return "--- " + from + "\n+++ " + to + "\n" + rest
+	}
+
+	return d
 }
 
 // copyValues gives Helm its own copy of the values; it keeps what it is given in the release.

@@ -397,7 +397,7 @@ func TestChartsStageInstallsThenConverges(t *testing.T) {
 		t.Fatalf("plan after a chart version bump: %q, want one upgrade of cilium", got)
 	}
 
-	if !slices.ContainsFunc(c.Items[0].Summary, func(l string) bool { return strings.HasPrefix(l, "chart cilium 0.1.0 -> cilium 0.2.0") }) {
+	if !slices.ContainsFunc(c.Items[0].Summary, func(l string) bool { return strings.HasPrefix(l, "chart cilium 0.1.0 -> 0.2.0 (sha256:") }) {
 		t.Errorf("upgrade summary %q does not show the chart version change", c.Items[0].Summary)
 	}
 
@@ -481,7 +481,7 @@ func TestChartsConvergesFromEveryReleaseState(t *testing.T) {
 		},
 		{
 			name: "deployed, older chart", seed: []seedRev{{version: "0.1.0", status: release.StatusDeployed}},
-			action: "upgrade", summary: []string{"chart cilium 0.1.0 -> cilium 0.2.0"}, wantRev: 2, wantHistory: 2,
+			action: "upgrade", summary: []string{"chart cilium 0.1.0 -> 0.2.0"}, wantRev: 2, wantHistory: 2,
 		},
 		{
 			name: "deployed, other values", seed: []seedRev{{version: "0.2.0", status: release.StatusDeployed, values: other}},
@@ -508,7 +508,7 @@ func TestChartsConvergesFromEveryReleaseState(t *testing.T) {
 		{
 			name:   "pending-upgrade",
 			seed:   []seedRev{{version: "0.1.0", status: release.StatusDeployed}, {version: "0.2.0", status: release.StatusPendingUpgrade}},
-			action: "recover", summary: []string{"revision 2 is stuck in pending-upgrade", "roll back to revision 1, the last deployed (cilium 0.1.0), then upgrade: chart cilium 0.1.0 -> cilium 0.2.0"},
+			action: "recover", summary: []string{"revision 2 is stuck in pending-upgrade", "roll back to revision 1, the last deployed (cilium 0.1.0), then upgrade: chart cilium 0.1.0 -> 0.2.0"},
 			wantRev: 4, wantHistory: 4,
 		},
 		{
@@ -908,5 +908,58 @@ func TestHelmConfigUsesTheKubeClient(t *testing.T) {
 
 	if _, ok := m1.(meta.ResettableRESTMapper); err1 != nil || err2 != nil || m1 != m2 || !ok {
 		t.Errorf("REST mapper: want one resettable mapper shared by every caller (Helm resets it after installing CRDs)")
+	}
+}
+
+func TestUpgradeSummaryShowsTheBump(t *testing.T) {
+	meta := func(name, version, app string) *chart.Chart {
+		return &chart.Chart{Metadata: &chart.Metadata{Name: name, Version: version, AppVersion: app}}
+	}
+
+	for _, tt := range []struct {
+		name     string
+		from, to *chart.Chart
+		want     string
+	}{
+		{"app version moves on its own", meta("sealed-secrets", "2.16.0", "0.27.0"), meta("sealed-secrets", "2.19.3", "0.39.1"), "sealed-secrets 2.16.0 -> 2.19.3, app 0.27.0 -> 0.39.1"},
+		{"app versioned as the chart", meta("cilium", "1.18.6", "1.18.6"), meta("cilium", "1.19.0", "1.19.0"), "cilium 1.18.6 -> 1.19.0"},
+		{"same app version", meta("tigera-operator", "v3.30.3", "v3.30.3"), meta("tigera-operator", "v3.30.4", "v3.30.3"), "tigera-operator v3.30.3 -> v3.30.4"},
+		{"another chart", meta("old-cni", "1.0.0", "1"), meta("cilium", "1.19.0", "1.19.0"), "old-cni 1.0.0 -> cilium 1.19.0"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := chartBump(tt.from, tt.to); got != tt.want {
+				t.Errorf("chartBump = %q, want %q", got, tt.want)
+			}
+		})
+	}
+
+	// A version bump that changes the chart's own defaults and none of hardstrap's values.
+	f := newChartsFixture(t)
+	f.seed(t, "kube-system", "cilium", map[string]any{}, []seedRev{{version: "0.1.0", status: release.StatusDeployed}})
+
+	ch, err := loader.Load(chartstest.Build(t, "cilium", "0.2.0", chartstest.WithValues("replicaCount: 2\nimage: {repository: r, tag: \"2\"}\napiToken: s3cr3t\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	h := f.history(t, "kube-system", "cilium")
+	p := &planned{fetched: &charts.Fetched{Chart: ch, Digest: "sha256:abc"}, values: map[string]any{}, history: h}
+
+	summary := upgradeSummary(h[0], p)
+	want := []string{"chart cilium 0.1.0 -> 0.2.0 (sha256:abc)", "values: unchanged", "chart defaults changed (its values.yaml): apiToken, image.repository, image.tag, replicaCount"}
+
+	if !slices.Equal(summary, want) {
+		t.Errorf("summary:\n got  %q\n want %q", summary, want)
+	}
+
+	d := p.diff(h[0])
+	for _, w := range []string{"--- chart defaults (cilium 0.1.0 values.yaml)", "+++ chart defaults (cilium 0.2.0 values.yaml)", "-replicaCount: 1", "+replicaCount: 2", "+apiToken: <redacted>"} {
+		if !strings.Contains(d, w) {
+			t.Errorf("diff lacks %q:\n%s", w, d)
+		}
+	}
+
+	if strings.Contains(d, "s3cr3t") || strings.Contains(d, "--- values") {
+		t.Errorf("diff shows a secret default, or an empty diff of hardstrap's values:\n%s", d)
 	}
 }
