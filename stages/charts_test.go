@@ -59,6 +59,7 @@ type chartsFixture struct {
 	file string
 	mem  map[string]*driver.Memory // release store per namespace
 	kube *recordingKube
+	crds *fakeCRDs // the cluster's CRDs, which Helm creates and the stage applies
 }
 
 // chartsConfig is what a test varies in hardstrap.yaml.
@@ -73,7 +74,8 @@ type chartsConfig struct {
 func newChartsFixture(t *testing.T) *chartsFixture {
 	t.Helper()
 
-	f := &chartsFixture{dir: t.TempDir(), mem: map[string]*driver.Memory{}, kube: newRecordingKube()}
+	crds := newFakeCRDs()
+	f := &chartsFixture{dir: t.TempDir(), mem: map[string]*driver.Memory{}, kube: newRecordingKube(crds), crds: crds}
 	f.file = filepath.Join(f.dir, "hardstrap.yaml")
 
 	for _, name := range []string{"cilium", "sealed-secrets", "external-secrets"} {
@@ -85,10 +87,10 @@ func newChartsFixture(t *testing.T) *chartsFixture {
 
 // chart writes the fixture chart name at version where hardstrap.yaml expects it,
 // charts/NAME.tgz, replacing the one there.
-func (f *chartsFixture) chart(t *testing.T, name, version string) string {
+func (f *chartsFixture) chart(t *testing.T, name, version string, opts ...chartstest.Option) string {
 	t.Helper()
 
-	data, err := os.ReadFile(chartstest.Build(t, name, version))
+	data, err := os.ReadFile(chartstest.Build(t, name, version, opts...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,8 +148,8 @@ secrets:
 	writeFile(t, f.file, []byte(yaml))
 }
 
-// state is a fresh run: hardstrap.yaml loaded again, the same Helm. Nothing waits unless the
-// test says so.
+// state is a fresh run: hardstrap.yaml loaded again, the same Helm and CRDs. Nothing waits
+// unless the test says so; the cluster has no nodes.
 func (f *chartsFixture) state(t *testing.T) *State {
 	t.Helper()
 
@@ -158,12 +160,13 @@ func (f *chartsFixture) state(t *testing.T) *State {
 
 	return &State{
 		Config: cfg, HelmConfig: f.helmConfig, Fetcher: &charts.Fetcher{CacheDir: filepath.Join(f.dir, "cache")},
-		Wait: new(false),
-		NewKube: func(kube.Options) (*kube.Client, error) {
-			t.Error("the charts stage asked for a Kubernetes client although nothing waits")
-			return nil, errors.New("no cluster in this test")
-		},
+		Wait: new(false), NewKube: f.newKube,
 	}
+}
+
+// newKube is the fixture's cluster: its CRDs, and no nodes.
+func (f *chartsFixture) newKube(kube.Options) (*kube.Client, error) {
+	return &kube.Client{Typed: k8sfake.NewClientset(), Dynamic: f.crds.client}, nil
 }
 
 func (f *chartsFixture) helmConfig(namespace string) (*action.Configuration, error) {
@@ -223,9 +226,12 @@ func (f *chartsFixture) releaseCount(t *testing.T) int {
 }
 
 // recordingKube is Helm's fake Kubernetes client, recording the kinds of what Helm builds (in
-// order) and the timeouts it waits with.
+// order) and the timeouts it waits with. The CRDs it builds are created in crds (Helm's fake
+// creates nothing), as Helm creates those of crds/ on install.
 type recordingKube struct {
 	*kubefake.FailingKubeClient
+
+	crds *fakeCRDs
 
 	mu    sync.Mutex
 	built []string
@@ -234,8 +240,8 @@ type recordingKube struct {
 
 var kindLine = regexp.MustCompile(`(?m)^kind: *(\S+)`)
 
-func newRecordingKube() *recordingKube {
-	return &recordingKube{FailingKubeClient: &kubefake.FailingKubeClient{PrintingKubeClient: kubefake.PrintingKubeClient{Out: io.Discard}}}
+func newRecordingKube(crds *fakeCRDs) *recordingKube {
+	return &recordingKube{FailingKubeClient: &kubefake.FailingKubeClient{PrintingKubeClient: kubefake.PrintingKubeClient{Out: io.Discard}}, crds: crds}
 }
 
 func (k *recordingKube) Build(r io.Reader, validate bool) (helmkube.ResourceList, error) {
@@ -249,6 +255,12 @@ func (k *recordingKube) Build(r io.Reader, validate bool) (helmkube.ResourceList
 		k.built = append(k.built, m[1])
 	}
 	k.mu.Unlock()
+
+	if k.crds != nil {
+		if err := k.crds.helmBuilt(string(data)); err != nil {
+			return nil, err
+		}
+	}
 
 	return k.FailingKubeClient.Build(bytes.NewReader(data), validate)
 }
@@ -623,6 +635,11 @@ func (f *chartsFixture) seed(t *testing.T, namespace, name string, desired map[s
 				t.Fatal(err)
 			}
 
+			// Helm created its CRDs when it installed the release.
+			for _, crd := range ch.CRDObjects() {
+				f.crds.helmCreate(t, string(crd.File.Data))
+			}
+
 			loaded[r.version] = ch
 		}
 
@@ -844,9 +861,14 @@ func TestChartsUpgradeDropsValuesNoLongerAsked(t *testing.T) {
 		history: f.history(t, "kube-system", "cilium"),
 	}
 
-	run := &chartsRun{stage: &chartsStage{}, state: &State{Wait: new(false)}}
+	f.write(t, chartsConfig{onlyCNI: true})
+	run := &chartsRun{stage: &chartsStage{}, state: f.state(t)}
 
-	c, note := run.change(p)
+	c, note, err := run.change(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	if c == nil {
 		t.Fatalf("no change planned (%s), want an upgrade dropping replicaCount", note)
 	}
