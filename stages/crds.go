@@ -295,10 +295,16 @@ func droppedFields(next *unstructured.Unstructured, before []chartCRD, name stri
 		}
 	}
 
+	var kept []fieldpath.Path
+
+	rest.Iterate(func(p fieldpath.Path) { kept = append(kept, p) })
+
 	var out []string
 
 	helm.Difference(rest).Leaves().Iterate(func(p fieldpath.Path) {
-		if pathIn(before[i].obj.Object, p) {
+		// A map whose keys others own stays: Helm's create owns the map itself too (".").
+		within := slices.ContainsFunc(kept, func(q fieldpath.Path) bool { return len(q) > len(p) && q[:len(p)].Equals(p) })
+		if !within && pathIn(before[i].obj.Object, p) {
 			out = append(out, p.String())
 		}
 	})

@@ -544,6 +544,48 @@ func TestPlanCRD(t *testing.T) {
 	}
 }
 
+// The managed fields of a CRD as the API server records them: a create owns each map it made
+// (".") besides its keys.
+func TestDroppedFields(t *testing.T) {
+	before := []chartCRD{crdObject(t, widgetCRD([]string{"a: one", "old: one"}, "size"))}
+
+	entry := func(manager string, op metav1.ManagedFieldsOperationType, fields string) metav1.ManagedFieldsEntry {
+		return metav1.ManagedFieldsEntry{Manager: manager, Operation: op, APIVersion: "apiextensions.k8s.io/v1", FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(fields)}}
+	}
+
+	helm := entry(kube.FieldManager, metav1.ManagedFieldsOperationUpdate,
+		`{"f:metadata":{"f:annotations":{".":{},"f:a":{},"f:old":{}}},"f:spec":{"f:conversion":{".":{},"f:strategy":{}},"f:group":{}}}`)
+
+	tests := []struct {
+		name    string
+		entries []metav1.ManagedFieldsEntry
+		want    []string
+	}{
+		{"the chart keeps every field", []metav1.ManagedFieldsEntry{helm, entry(kube.FieldManager, metav1.ManagedFieldsOperationApply,
+			`{"f:metadata":{"f:annotations":{"f:a":{},"f:old":{}}},"f:spec":{"f:group":{}}}`)}, nil},
+		{"the chart drops an annotation", []metav1.ManagedFieldsEntry{helm, entry(kube.FieldManager, metav1.ManagedFieldsOperationApply,
+			`{"f:metadata":{"f:annotations":{"f:a":{}}},"f:spec":{"f:group":{}}}`)}, []string{".metadata.annotations.old"}},
+		{"the chart drops every annotation", []metav1.ManagedFieldsEntry{helm, entry(kube.FieldManager, metav1.ManagedFieldsOperationApply,
+			`{"f:spec":{"f:group":{}}}`)}, []string{".metadata.annotations.a", ".metadata.annotations.old"}},
+		{"another manager owns the dropped annotation", []metav1.ManagedFieldsEntry{helm,
+			entry(kube.FieldManager, metav1.ManagedFieldsOperationApply, `{"f:metadata":{"f:annotations":{"f:a":{}}},"f:spec":{"f:group":{}}}`),
+			entry("kubectl-annotate", metav1.ManagedFieldsOperationUpdate, `{"f:metadata":{"f:annotations":{"f:old":{}}}}`)}, nil},
+		{"no create of Helm's: the dry run shows removals itself", []metav1.ManagedFieldsEntry{entry(kube.FieldManager, metav1.ManagedFieldsOperationApply,
+			`{"f:metadata":{"f:annotations":{"f:a":{}}}}`)}, nil},
+	}
+
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			next := &unstructured.Unstructured{Object: map[string]any{}}
+			next.SetManagedFields(tt.entries)
+
+			if got := droppedFields(next, before, widgetsCRD); !slices.Equal(got, tt.want) {
+				t.Errorf("droppedFields = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
 // upgradeFixture is the charts fixture with only the CNI release, whose chart carries the
 // widget CRD in crds/.
 func upgradeFixture(t *testing.T, crd string) *chartsFixture {
