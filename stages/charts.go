@@ -88,7 +88,11 @@ func (st *chartsStage) Plan(ctx context.Context, s *State) (Changes, error) {
 			return c, err
 		}
 
-		ch, note := run.change(p)
+		ch, note, err := run.change(ctx, p)
+		if err != nil {
+			return c, err
+		}
+
 		if ch == nil {
 			c.Notes = append(c.Notes, note)
 			continue
@@ -143,9 +147,9 @@ func loadPlanned(ctx context.Context, s *State, r charts.Release) (*planned, err
 
 // change decides what one release needs: nothing (a note), install, upgrade, reinstall or
 // recover.
-func (run *chartsRun) change(p *planned) (*Change, string) {
+func (run *chartsRun) change(ctx context.Context, p *planned) (*Change, string, error) {
 	if len(p.history) == 0 {
-		return run.newChange(p, "install", []string{"install chart " + p.chartName() + p.digestNote()}, p.diff(nil), run.install(p, false)), ""
+		return run.newChange(p, "install", []string{"install chart " + p.chartName() + p.digestNote()}, p.diff(nil), run.install(p, false)), "", nil
 	}
 
 	last := p.history[len(p.history)-1]
@@ -154,39 +158,57 @@ func (run *chartsRun) change(p *planned) (*Change, string) {
 
 	switch {
 	case status == release.StatusDeployed && p.matches(last):
-		return nil, fmt.Sprintf("%s: %s deployed (revision %d), up to date", p.target(), p.chartName(), last.Version)
+		return nil, fmt.Sprintf("%s: %s deployed (revision %d), up to date", p.target(), p.chartName(), last.Version), nil
 
 	case status == release.StatusDeployed, status == release.StatusSuperseded:
-		return run.newChange(p, "upgrade", upgradeSummary(last, p), p.diff(last), run.upgrade(p)), ""
+		ch, err := run.upgradeChange(ctx, p, last)
+
+		return ch, "", err
 
 	// Helm upgrades over a failed revision when an earlier one was deployed, and over one in
 	// an unknown state only from a revision still deployed.
 	case status == release.StatusFailed && (deployed != nil || lastWith(p.history, release.StatusSuperseded) != nil),
 		status == release.StatusUnknown && deployed != nil:
-		summary := append([]string{fmt.Sprintf("revision %d %s (%s): upgrade over it", last.Version, status, last.Info.Description)}, upgradeSummary(last, p)...)
+		ch, err := run.upgradeChange(ctx, p, last, fmt.Sprintf("revision %d %s (%s): upgrade over it", last.Version, status, last.Info.Description))
 
-		return run.newChange(p, "upgrade", summary, p.diff(last), run.upgrade(p)), ""
+		return ch, "", err
 
 	case status == release.StatusFailed:
 		summary := []string{
 			fmt.Sprintf("revision %d %s (%s) and no revision was ever deployed: install chart %s again as revision %d", last.Version, status, last.Info.Description, p.chartName(), last.Version+1),
 		}
 
-		return run.newChange(p, "reinstall", summary, p.diff(last), run.install(p, true)), ""
+		return run.newChange(p, "reinstall", summary, p.diff(last), run.install(p, true)), "", nil
 
 	case status == release.StatusUninstalled:
 		summary := []string{fmt.Sprintf("uninstalled with its history kept (revision %d): install chart %s again as revision %d", last.Version, p.chartName(), last.Version+1)}
 
-		return run.newChange(p, "install", summary, p.diff(nil), run.install(p, true)), ""
+		return run.newChange(p, "install", summary, p.diff(nil), run.install(p, true)), "", nil
 	}
 
-	return run.recoverChange(p, last, deployed), ""
+	ch, err := run.recoverChange(ctx, p, last, deployed)
+
+	return ch, "", err
+}
+
+// upgradeChange plans a Helm upgrade from revision from: first the CRDs of the chart's crds/
+// that differ from the live ones (Helm never upgrades those), then the upgrade itself. lead
+// are summary lines that come first.
+func (run *chartsRun) upgradeChange(ctx context.Context, p *planned, from *release.Release, lead ...string) (*Change, error) {
+	crds, err := run.planCRDs(ctx, p, from)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p.target(), err)
+	}
+
+	summary := append(append(lead, upgradeSummary(from, p)...), crds.summary()...)
+
+	return run.newChange(p, "upgrade", summary, p.diff(from)+crds.diff(), append(crds.steps(run, p), run.upgrade(p))...), nil
 }
 
 // recoverChange plans the way out of a release an interrupted Helm operation left pending,
 // uninstalling or unknown, which Helm itself refuses to touch ("another operation is in
 // progress").
-func (run *chartsRun) recoverChange(p *planned, last, deployed *release.Release) *Change {
+func (run *chartsRun) recoverChange(ctx context.Context, p *planned, last, deployed *release.Release) (*Change, error) {
 	status := last.Info.Status
 	stuck := fmt.Sprintf("revision %d is stuck in %s since %s (%s)", last.Version, status, last.Info.LastDeployed.UTC().Format(time.RFC3339), interrupted(status))
 	caveat := "if a Helm operation on this release is in fact still running elsewhere, stop this run and let it finish"
@@ -198,18 +220,29 @@ func (run *chartsRun) recoverChange(p *planned, last, deployed *release.Release)
 			caveat,
 		}
 
-		return run.newChange(p, "recover", summary, p.diff(nil), run.uninstallThenInstall(p))
+		return run.newChange(p, "recover", summary, p.diff(nil), run.uninstallThenInstall(p)), nil
 	}
 
 	// pending-upgrade or pending-rollback over a deployed revision.
 	upgradeAfter := !p.matches(deployed)
 
 	next := fmt.Sprintf("roll back to revision %d, the last deployed (%s), which already matches hardstrap.yaml", deployed.Version, chartLabel(deployed.Chart))
+
+	var crds *crdPlan
+
 	if upgradeAfter {
 		next = fmt.Sprintf("roll back to revision %d, the last deployed (%s), then upgrade: %s", deployed.Version, chartLabel(deployed.Chart), strings.Join(upgradeSummary(deployed, p), "; "))
+
+		var err error
+		if crds, err = run.planCRDs(ctx, p, deployed); err != nil {
+			return nil, fmt.Errorf("%s: %w", p.target(), err)
+		}
 	}
 
-	return run.newChange(p, "recover", []string{stuck, next, caveat}, p.diff(last), run.rollbackThenUpgrade(p, last.Version, deployed.Version, upgradeAfter))
+	summary := append([]string{stuck, next}, crds.summary()...)
+	steps := append(crds.steps(run, p), run.rollbackThenUpgrade(p, last.Version, deployed.Version, upgradeAfter))
+
+	return run.newChange(p, "recover", append(summary, caveat), p.diff(last)+crds.diff(), steps...), nil
 }
 
 func interrupted(s release.Status) string {
@@ -474,43 +507,114 @@ func (p *planned) digestNote() string {
 	return " (" + p.fetched.Digest + ")"
 }
 
-// upgradeSummary says what an upgrade from rel changes: the chart version, the values.
+// mostPaths is how many changed values paths a summary line names.
+const mostPaths = 10
+
+// upgradeSummary says what an upgrade from rel changes: the chart version, the values
+// hardstrap passes, the chart's own defaults, the pinned images.
 func upgradeSummary(from *release.Release, p *planned) []string {
 	var out []string
 
-	if sameChart(from.Chart, p.fetched.Chart) {
-		out = append(out, "chart "+p.chartName()+" (unchanged)")
+	bump := !sameChart(from.Chart, p.fetched.Chart)
+	if bump {
+		out = append(out, "chart "+chartBump(from.Chart, p.fetched.Chart)+p.digestNote())
 	} else {
-		out = append(out, "chart "+chartLabel(from.Chart)+" -> "+p.chartName()+p.digestNote())
+		out = append(out, "chart "+p.chartName()+" (unchanged)")
 	}
 
 	fromValues, _ := normalValues(from.Config)
 	if paths := changedPaths(fromValues, p.values); len(paths) > 0 {
-		const most = 10
-		if len(paths) > most {
-			paths = append(paths[:most], fmt.Sprintf("and %d more", len(paths)-most))
-		}
+		out = append(out, "values changed: "+capped(paths, mostPaths))
+	} else {
+		out = append(out, "values: unchanged")
+	}
 
-		out = append(out, "values changed: "+strings.Join(paths, ", "))
+	if bump {
+		if paths := changedPaths(chartDefaults(from.Chart), chartDefaults(p.fetched.Chart)); len(paths) > 0 {
+			out = append(out, "chart defaults changed (its values.yaml): "+capped(paths, mostPaths))
+		}
 	}
 
 	return append(out, p.imagesSummary(from)...)
 }
 
-// diff shows what installing the release over rel (nil: nothing) changes: the values, then
-// the pinned images.
+// chartBump is "name old -> new" for a chart version change, with the app version when that
+// moves differently; "old-name old -> new-name new" when the chart itself changes.
+func chartBump(from, to *chart.Chart) string {
+	if from == nil || from.Metadata == nil || to == nil || to.Metadata == nil || from.Metadata.Name != to.Metadata.Name {
+		return chartLabel(from) + " -> " + chartLabel(to)
+	}
+
+	s := to.Metadata.Name + " " + from.Metadata.Version + " -> " + to.Metadata.Version
+
+	// The app version, unless it says nothing new (unchanged, or versioned as the chart is).
+	a, b := from.Metadata.AppVersion, to.Metadata.AppVersion
+	if a != b && a != "" && b != "" && (a != from.Metadata.Version || b != to.Metadata.Version) {
+		s += ", app " + a + " -> " + b
+	}
+
+	return s
+}
+
+// chartDefaults are a chart's own values (its values.yaml), normalised.
+func chartDefaults(c *chart.Chart) map[string]any {
+	if c == nil {
+		return map[string]any{}
+	}
+
+	v, _ := normalValues(c.Values)
+
+	return v
+}
+
+// diff shows what installing the release over rel (nil: nothing) changes: the values
+// hardstrap passes, the chart's defaults when the chart changes, then the pinned images. Each
+// part is a unified diff whose header names its two sides.
 func (p *planned) diff(rel *release.Release) string {
 	var old map[string]any
+
+	was := "not installed"
 	if rel != nil {
 		old, _ = normalValues(rel.Config)
+		was = fmt.Sprintf("revision %d", rel.Version)
 	}
 
-	d := valuesDiff(old, p.values)
-	if images := p.imagesDiff(rel); images != "" {
-		d = strings.TrimRight(d, "\n") + "\n" + images
+	parts := []string{relabel(valuesDiff(old, p.values), "values ("+was+")", "values (hardstrap.yaml)")}
+
+	if rel != nil && !sameChart(rel.Chart, p.fetched.Chart) {
+		parts = append(parts, relabel(valuesDiff(chartDefaults(rel.Chart), chartDefaults(p.fetched.Chart)),
+			"chart defaults ("+chartLabel(rel.Chart)+" values.yaml)", "chart defaults ("+p.chartName()+" values.yaml)"))
 	}
 
-	return strings.TrimLeft(d, "\n")
+	parts = append(parts, relabel(p.imagesDiff(rel), "images ("+was+")", "images (pinned by the gate)"))
+
+	var b strings.Builder
+
+	for _, d := range parts {
+		if d = strings.Trim(d, "\n"); d != "" {
+			b.WriteString(d + "\n")
+		}
+	}
+
+	return b.String()
+}
+
+// capped joins list, naming at most most of its entries.
+func capped(list []string, most int) string {
+	if len(list) > most {
+		return strings.Join(list[:most], ", ") + fmt.Sprintf(" and %d more", len(list)-most)
+	}
+
+	return strings.Join(list, ", ")
+}
+
+// relabel names the two sides of a textdiff unified diff ("--- a", "+++ b").
+func relabel(d, from, to string) string {
+	if rest, ok := strings.CutPrefix(d, "--- a\n+++ b\n"); ok {
+		return "--- " + from + "\n+++ " + to + "\n" + rest
+	}
+
+	return d
 }
 
 // copyValues gives Helm its own copy of the values; it keeps what it is given in the release.

@@ -59,6 +59,7 @@ type chartsFixture struct {
 	file string
 	mem  map[string]*driver.Memory // release store per namespace
 	kube *recordingKube
+	crds *fakeCRDs // the cluster's CRDs, which Helm creates and the stage applies
 }
 
 // chartsConfig is what a test varies in hardstrap.yaml.
@@ -73,7 +74,8 @@ type chartsConfig struct {
 func newChartsFixture(t *testing.T) *chartsFixture {
 	t.Helper()
 
-	f := &chartsFixture{dir: t.TempDir(), mem: map[string]*driver.Memory{}, kube: newRecordingKube()}
+	crds := newFakeCRDs()
+	f := &chartsFixture{dir: t.TempDir(), mem: map[string]*driver.Memory{}, kube: newRecordingKube(crds), crds: crds}
 	f.file = filepath.Join(f.dir, "hardstrap.yaml")
 
 	for _, name := range []string{"cilium", "sealed-secrets", "external-secrets"} {
@@ -85,10 +87,10 @@ func newChartsFixture(t *testing.T) *chartsFixture {
 
 // chart writes the fixture chart name at version where hardstrap.yaml expects it,
 // charts/NAME.tgz, replacing the one there.
-func (f *chartsFixture) chart(t *testing.T, name, version string) string {
+func (f *chartsFixture) chart(t *testing.T, name, version string, opts ...chartstest.Option) string {
 	t.Helper()
 
-	data, err := os.ReadFile(chartstest.Build(t, name, version))
+	data, err := os.ReadFile(chartstest.Build(t, name, version, opts...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,8 +148,8 @@ secrets:
 	writeFile(t, f.file, []byte(yaml))
 }
 
-// state is a fresh run: hardstrap.yaml loaded again, the same Helm. Nothing waits unless the
-// test says so.
+// state is a fresh run: hardstrap.yaml loaded again, the same Helm and CRDs. Nothing waits
+// unless the test says so; the cluster has no nodes.
 func (f *chartsFixture) state(t *testing.T) *State {
 	t.Helper()
 
@@ -158,17 +160,14 @@ func (f *chartsFixture) state(t *testing.T) *State {
 
 	return &State{
 		Config: cfg, HelmConfig: f.helmConfig, Fetcher: &charts.Fetcher{CacheDir: filepath.Join(f.dir, "cache")},
-		Wait: new(false), Locker: noLock,
-		NewKube: func(kube.Options) (*kube.Client, error) {
-			t.Error("the charts stage asked for a Kubernetes client although nothing waits")
-			return nil, errors.New("no cluster in this test")
-		},
+		Wait: new(false), NewKube: f.newKube,
 	}
 }
 
-// noLock takes no cluster lock: the charts tests keep Helm's records in memory and talk to no
-// cluster.
-func noLock(context.Context, context.CancelCauseFunc) (*kube.Lock, error) { return nil, nil }
+// newKube is the fixture's cluster: its CRDs, and no nodes.
+func (f *chartsFixture) newKube(kube.Options) (*kube.Client, error) {
+	return &kube.Client{Typed: k8sfake.NewClientset(), Dynamic: f.crds.client}, nil
+}
 
 func (f *chartsFixture) helmConfig(namespace string) (*action.Configuration, error) {
 	mem, ok := f.mem[namespace]
@@ -227,9 +226,12 @@ func (f *chartsFixture) releaseCount(t *testing.T) int {
 }
 
 // recordingKube is Helm's fake Kubernetes client, recording the kinds of what Helm builds (in
-// order) and the timeouts it waits with.
+// order) and the timeouts it waits with. The CRDs it builds are created in crds (Helm's fake
+// creates nothing), as Helm creates those of crds/ on install.
 type recordingKube struct {
 	*kubefake.FailingKubeClient
+
+	crds *fakeCRDs
 
 	mu    sync.Mutex
 	built []string
@@ -238,8 +240,8 @@ type recordingKube struct {
 
 var kindLine = regexp.MustCompile(`(?m)^kind: *(\S+)`)
 
-func newRecordingKube() *recordingKube {
-	return &recordingKube{FailingKubeClient: &kubefake.FailingKubeClient{PrintingKubeClient: kubefake.PrintingKubeClient{Out: io.Discard}}}
+func newRecordingKube(crds *fakeCRDs) *recordingKube {
+	return &recordingKube{FailingKubeClient: &kubefake.FailingKubeClient{PrintingKubeClient: kubefake.PrintingKubeClient{Out: io.Discard}}, crds: crds}
 }
 
 func (k *recordingKube) Build(r io.Reader, validate bool) (helmkube.ResourceList, error) {
@@ -253,6 +255,12 @@ func (k *recordingKube) Build(r io.Reader, validate bool) (helmkube.ResourceList
 		k.built = append(k.built, m[1])
 	}
 	k.mu.Unlock()
+
+	if k.crds != nil {
+		if err := k.crds.helmBuilt(string(data)); err != nil {
+			return nil, err
+		}
+	}
 
 	return k.FailingKubeClient.Build(bytes.NewReader(data), validate)
 }
@@ -401,7 +409,7 @@ func TestChartsStageInstallsThenConverges(t *testing.T) {
 		t.Fatalf("plan after a chart version bump: %q, want one upgrade of cilium", got)
 	}
 
-	if !slices.ContainsFunc(c.Items[0].Summary, func(l string) bool { return strings.HasPrefix(l, "chart cilium 0.1.0 -> cilium 0.2.0") }) {
+	if !slices.ContainsFunc(c.Items[0].Summary, func(l string) bool { return strings.HasPrefix(l, "chart cilium 0.1.0 -> 0.2.0 (sha256:") }) {
 		t.Errorf("upgrade summary %q does not show the chart version change", c.Items[0].Summary)
 	}
 
@@ -485,7 +493,7 @@ func TestChartsConvergesFromEveryReleaseState(t *testing.T) {
 		},
 		{
 			name: "deployed, older chart", seed: []seedRev{{version: "0.1.0", status: release.StatusDeployed}},
-			action: "upgrade", summary: []string{"chart cilium 0.1.0 -> cilium 0.2.0"}, wantRev: 2, wantHistory: 2,
+			action: "upgrade", summary: []string{"chart cilium 0.1.0 -> 0.2.0"}, wantRev: 2, wantHistory: 2,
 		},
 		{
 			name: "deployed, other values", seed: []seedRev{{version: "0.2.0", status: release.StatusDeployed, values: other}},
@@ -512,7 +520,7 @@ func TestChartsConvergesFromEveryReleaseState(t *testing.T) {
 		{
 			name:   "pending-upgrade",
 			seed:   []seedRev{{version: "0.1.0", status: release.StatusDeployed}, {version: "0.2.0", status: release.StatusPendingUpgrade}},
-			action: "recover", summary: []string{"revision 2 is stuck in pending-upgrade", "roll back to revision 1, the last deployed (cilium 0.1.0), then upgrade: chart cilium 0.1.0 -> cilium 0.2.0"},
+			action: "recover", summary: []string{"revision 2 is stuck in pending-upgrade", "roll back to revision 1, the last deployed (cilium 0.1.0), then upgrade: chart cilium 0.1.0 -> 0.2.0"},
 			wantRev: 4, wantHistory: 4,
 		},
 		{
@@ -625,6 +633,11 @@ func (f *chartsFixture) seed(t *testing.T, namespace, name string, desired map[s
 			var err error
 			if ch, err = loader.Load(chartstest.Build(t, name, r.version)); err != nil {
 				t.Fatal(err)
+			}
+
+			// Helm created its CRDs when it installed the release.
+			for _, crd := range ch.CRDObjects() {
+				f.crds.helmCreate(t, string(crd.File.Data))
 			}
 
 			loaded[r.version] = ch
@@ -848,9 +861,14 @@ func TestChartsUpgradeDropsValuesNoLongerAsked(t *testing.T) {
 		history: f.history(t, "kube-system", "cilium"),
 	}
 
-	run := &chartsRun{stage: &chartsStage{}, state: &State{Wait: new(false)}}
+	f.write(t, chartsConfig{onlyCNI: true})
+	run := &chartsRun{stage: &chartsStage{}, state: f.state(t)}
 
-	c, note := run.change(p)
+	c, note, err := run.change(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	if c == nil {
 		t.Fatalf("no change planned (%s), want an upgrade dropping replicaCount", note)
 	}
@@ -912,5 +930,58 @@ func TestHelmConfigUsesTheKubeClient(t *testing.T) {
 
 	if _, ok := m1.(meta.ResettableRESTMapper); err1 != nil || err2 != nil || m1 != m2 || !ok {
 		t.Errorf("REST mapper: want one resettable mapper shared by every caller (Helm resets it after installing CRDs)")
+	}
+}
+
+func TestUpgradeSummaryShowsTheBump(t *testing.T) {
+	meta := func(name, version, app string) *chart.Chart {
+		return &chart.Chart{Metadata: &chart.Metadata{Name: name, Version: version, AppVersion: app}}
+	}
+
+	for _, tt := range []struct {
+		name     string
+		from, to *chart.Chart
+		want     string
+	}{
+		{"app version moves on its own", meta("sealed-secrets", "2.16.0", "0.27.0"), meta("sealed-secrets", "2.19.3", "0.39.1"), "sealed-secrets 2.16.0 -> 2.19.3, app 0.27.0 -> 0.39.1"},
+		{"app versioned as the chart", meta("cilium", "1.18.6", "1.18.6"), meta("cilium", "1.19.0", "1.19.0"), "cilium 1.18.6 -> 1.19.0"},
+		{"same app version", meta("tigera-operator", "v3.30.3", "v3.30.3"), meta("tigera-operator", "v3.30.4", "v3.30.3"), "tigera-operator v3.30.3 -> v3.30.4"},
+		{"another chart", meta("old-cni", "1.0.0", "1"), meta("cilium", "1.19.0", "1.19.0"), "old-cni 1.0.0 -> cilium 1.19.0"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := chartBump(tt.from, tt.to); got != tt.want {
+				t.Errorf("chartBump = %q, want %q", got, tt.want)
+			}
+		})
+	}
+
+	// A version bump that changes the chart's own defaults and none of hardstrap's values.
+	f := newChartsFixture(t)
+	f.seed(t, "kube-system", "cilium", map[string]any{}, []seedRev{{version: "0.1.0", status: release.StatusDeployed}})
+
+	ch, err := loader.Load(chartstest.Build(t, "cilium", "0.2.0", chartstest.WithValues("replicaCount: 2\nimage: {repository: r, tag: \"2\"}\napiToken: s3cr3t\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	h := f.history(t, "kube-system", "cilium")
+	p := &planned{fetched: &charts.Fetched{Chart: ch, Digest: "sha256:abc"}, values: map[string]any{}, history: h}
+
+	summary := upgradeSummary(h[0], p)
+	want := []string{"chart cilium 0.1.0 -> 0.2.0 (sha256:abc)", "values: unchanged", "chart defaults changed (its values.yaml): apiToken, image.repository, image.tag, replicaCount"}
+
+	if !slices.Equal(summary, want) {
+		t.Errorf("summary:\n got  %q\n want %q", summary, want)
+	}
+
+	d := p.diff(h[0])
+	for _, w := range []string{"--- chart defaults (cilium 0.1.0 values.yaml)", "+++ chart defaults (cilium 0.2.0 values.yaml)", "-replicaCount: 1", "+replicaCount: 2", "+apiToken: <redacted>"} {
+		if !strings.Contains(d, w) {
+			t.Errorf("diff lacks %q:\n%s", w, d)
+		}
+	}
+
+	if strings.Contains(d, "s3cr3t") || strings.Contains(d, "--- values") {
+		t.Errorf("diff shows a secret default, or an empty diff of hardstrap's values:\n%s", d)
 	}
 }

@@ -61,19 +61,12 @@ func (s *State) lockCluster(ctx context.Context, cancel context.CancelCauseFunc)
 		return nil
 	}
 
-	locker := s.Locker
-	if locker == nil {
-		locker = func(ctx context.Context, cancel context.CancelCauseFunc) (*kube.Lock, error) {
-			client, err := s.KubeClient()
-			if err != nil {
-				return nil, err
-			}
-
-			return kube.AcquireLock(ctx, client.Typed, kube.Holder(), s.lockTimeout(), cancel)
-		}
+	client, err := s.KubeClient()
+	if err != nil {
+		return err
 	}
 
-	l, err := locker(ctx, cancel)
+	l, err := kube.AcquireLock(ctx, client.Typed, kube.Holder(), s.lockTimeout(), cancel)
 	if err != nil {
 		return err
 	}

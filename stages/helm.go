@@ -21,11 +21,20 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/siderolabs/talos/pkg/machinery/textdiff"
+
+	"github.com/hardstrap/hardstrap/internal/kube"
 )
 
 // helmDriver is where Helm keeps release records: Secrets in the release's namespace, as the
 // helm CLI does by default, so `helm list` and hardstrap see the same releases.
 const helmDriver = "secret"
+
+func init() {
+	// Helm names the field manager of its writes after the program (os.Args[0]) unless told
+	// otherwise. What Helm writes for hardstrap carries hardstrap's one field manager, so the
+	// charts stage recognises the CRDs Helm created from crds/ as its own (crds.go).
+	helmkube.ManagedFieldsManager = kube.FieldManager
+}
 
 // helmConfig returns the Helm action configuration for releases in namespace: State.HelmConfig
 // when set (tests), else one talking to the cluster of State.KubeClient.

@@ -32,7 +32,7 @@ func (f *pinFixture) state(t *testing.T) *State {
 	t.Helper()
 
 	s := f.gateFixture.state(t)
-	s.HelmConfig, s.Wait, s.Locker = f.helm.helmConfig, new(false), noLock
+	s.HelmConfig, s.Wait, s.NewKube = f.helm.helmConfig, new(false), f.helm.newKube
 
 	return s
 }

@@ -91,10 +91,6 @@ type State struct {
 	// fetched maps each chart source fetched in this run to its archive's digest.
 	fetched map[charts.Source]string
 
-	// Locker takes the cluster-side lock; nil takes kube's Lease through KubeClient (tests of
-	// stages that talk to no cluster set one that takes nothing).
-	Locker func(ctx context.Context, cancel context.CancelCauseFunc) (*kube.Lock, error)
-
 	// clusterLock is the cluster-side lock apply holds, once taken (locked says it was).
 	clusterLock *kube.Lock
 	locked      bool

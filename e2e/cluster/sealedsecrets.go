@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -59,15 +60,40 @@ func EnsureSealedSecretsController(ctx context.Context, logf func(string, ...any
 	})
 }
 
+// sealedSecretsModule holds the sealed-secrets controller and, under sealedSecretsChartDir,
+// its Helm chart.
+const (
+	sealedSecretsModule   = "github.com/bitnami-labs/sealed-secrets"
+	sealedSecretsChartDir = "helm/sealed-secrets"
+)
+
 // SealedSecretsChart is the directory of the sealed-secrets Helm chart inside the module
 // e2e/sealedsecrets pins (read-only, in the module cache).
 func SealedSecretsChart(ctx context.Context) (string, error) {
-	dir, err := moduleDir(ctx, "sealedsecrets", "github.com/bitnami-labs/sealed-secrets")
+	dir, err := moduleDir(ctx, "sealedsecrets", sealedSecretsModule)
 	if err != nil {
 		return "", err
 	}
 
-	return filepath.Join(dir, "helm", "sealed-secrets"), nil
+	return filepath.Join(dir, filepath.FromSlash(sealedSecretsChartDir)), nil
+}
+
+// SealedSecretsChartAt is the directory of the sealed-secrets Helm chart in the module's
+// version (v0.40.0), which `go mod download` fetches from the module proxy into the module
+// cache unless it is there already. It runs outside any module, so no go.mod changes.
+func SealedSecretsChartAt(ctx context.Context, version string) (string, error) {
+	cmd := exec.CommandContext(ctx, "go", "mod", "download", "-json", sealedSecretsModule+"@"+version)
+	cmd.Dir = os.TempDir()
+	cmd.Env = append(os.Environ(), "GOFLAGS=", "GOWORK=off")
+
+	out, runErr := cmd.Output()
+
+	var mod struct{ Dir, Error string }
+	if err := json.Unmarshal(out, &mod); err != nil || mod.Error != "" || mod.Dir == "" {
+		return "", fmt.Errorf("go mod download %s@%s: %v %s", sealedSecretsModule, version, runErr, mod.Error)
+	}
+
+	return filepath.Join(mod.Dir, filepath.FromSlash(sealedSecretsChartDir)), nil
 }
 
 // buildSealedSecrets builds the controller into dir and copies the release's CRD there.

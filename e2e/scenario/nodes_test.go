@@ -456,6 +456,13 @@ func sealedSecretsChart(t *testing.T) (string, string) {
 		t.Fatal(err)
 	}
 
+	return dir, chartVersion(t, dir)
+}
+
+// chartVersion is the version in a chart directory's Chart.yaml.
+func chartVersion(t *testing.T, dir string) string {
+	t.Helper()
+
 	data, err := os.ReadFile(filepath.Join(dir, "Chart.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -469,7 +476,7 @@ func sealedSecretsChart(t *testing.T) (string, string) {
 		t.Fatalf("%s/Chart.yaml: no version (%v)", dir, err)
 	}
 
-	return dir, meta.Version
+	return meta.Version
 }
 
 // digestOf is the sha256:... part of an image ID or digest reference.
