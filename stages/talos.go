@@ -3,10 +3,10 @@ package stages
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/internal/userfile"
 	"github.com/hardstrap/hardstrap/talos"
 	"github.com/hardstrap/hardstrap/templates"
 )
@@ -33,10 +33,10 @@ func (*talosStage) Plan(ctx context.Context, s *State) (Changes, error) {
 	patched := map[string][]byte{}
 	writer := &talos.Writer{Backup: *s.Config.Talos.Backup, Now: s.Now}
 
-	for _, tc := range s.Config.Talos.Configs {
+	for i, tc := range s.Config.Talos.Configs {
 		res, err := talos.PatchFile(s.Config.Resolve(tc.Path), settings)
 		if err != nil {
-			return c, err
+			return c, fmt.Errorf("talos.configs[%d].path: %w", i, err)
 		}
 
 		m := res.Machine
@@ -151,9 +151,9 @@ func TalosSettings(c *config.Cluster) (talos.Settings, error) {
 		}
 
 		if o.CAFile != "" {
-			pem, err := os.ReadFile(c.Resolve(o.CAFile))
+			pem, err := userfile.Read(c.Resolve(o.CAFile), userfile.LimitConfig)
 			if err != nil {
-				return s, fmt.Errorf("read apiServer.oidc.caFile: %w", err)
+				return s, fmt.Errorf("apiServer.oidc.caFile: %w: name the PEM file of the issuer's CA", err)
 			}
 
 			s.OIDC.CAPEM = string(pem)
@@ -181,5 +181,10 @@ func auditPolicy(c *config.Cluster) (map[string]any, error) {
 		return templates.AuditPolicy(au.Preset)
 	}
 
-	return talos.ReadAuditPolicy(c.Resolve(au.PolicyFile))
+	policy, err := talos.ReadAuditPolicy(c.Resolve(au.PolicyFile))
+	if err != nil {
+		return nil, fmt.Errorf("apiServer.audit.policyFile: %w", err)
+	}
+
+	return policy, nil
 }

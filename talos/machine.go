@@ -4,12 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
 	"github.com/siderolabs/talos/pkg/machinery/config/configpatcher"
 	"github.com/siderolabs/talos/pkg/machinery/config/machine"
 	"github.com/siderolabs/talos/pkg/machinery/config/types/k8s"
+
+	"github.com/hardstrap/hardstrap/internal/userfile"
 )
 
 // Style is how a machine config expresses Kubernetes settings.
@@ -48,9 +51,9 @@ type Machine struct {
 // Load reads the machine config at path and applies the user's patch files (strategic merge or
 // JSON6902, as talosctl accepts them) in order.
 func Load(path string, patchFiles ...string) (*Machine, error) {
-	data, err := os.ReadFile(path)
+	data, err := readUserFile("machine config", path)
 	if err != nil {
-		return nil, fmt.Errorf("read machine config %s: %w", path, err)
+		return nil, err
 	}
 
 	st, err := os.Stat(path)
@@ -82,7 +85,7 @@ func LoadBytes(name string, data []byte, patchFiles ...string) (*Machine, error)
 	original := cfg
 
 	if len(patchFiles) > 0 {
-		patches, err := configpatcher.LoadPatches(prefixAt(patchFiles))
+		patches, err := loadPatches(patchFiles)
 		if err != nil {
 			return nil, fmt.Errorf("load patches for %s: %w", name, err)
 		}
@@ -109,17 +112,37 @@ func LoadBytes(name string, data []byte, patchFiles ...string) (*Machine, error)
 	return &Machine{Path: name, Raw: data, Config: cfg, Role: cfg.Machine().Type(), Style: style, Mode: 0o600, original: original}, nil
 }
 
-func prefixAt(files []string) []string {
-	out := make([]string, len(files))
+// loadPatches reads the patch files (a leading @, as talosctl writes them, is dropped) and loads
+// them as talosctl does. Each is passed to configpatcher as inline text: the added newline keeps
+// it from being taken for a file name, and changes no YAML or JSON.
+func loadPatches(files []string) ([]configpatcher.Patch, error) {
+	texts := make([]string, len(files))
+
 	for i, f := range files {
-		if len(f) > 0 && f[0] == '@' {
-			out[i] = f
-		} else {
-			out[i] = "@" + f
+		data, err := readUserFile("patch", strings.TrimPrefix(f, "@"))
+		if err != nil {
+			return nil, err
 		}
+
+		texts[i] = string(data) + "\n"
 	}
 
-	return out
+	return configpatcher.LoadPatches(texts)
+}
+
+// readUserFile reads a file the user named, bounded and only when it is a regular file, so
+// that a FIFO or a device is an error rather than a hang. what names the file in errors.
+func readUserFile(what, path string) ([]byte, error) {
+	data, err := userfile.Read(path, userfile.LimitManifest)
+
+	switch {
+	case errors.Is(err, userfile.ErrNotRegular), errors.Is(err, userfile.ErrTooLarge):
+		return nil, fmt.Errorf("read %s: %w: name the %s file itself", what, err, what)
+	case err != nil:
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+
+	return data, nil
 }
 
 // kubeKinds are the separate documents that carry Kubernetes settings in the multi-doc style.

@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/hardstrap/hardstrap/internal/userfile"
 )
 
 // Writer writes machine config files atomically: the new content goes to a temporary file in
@@ -33,7 +36,13 @@ func (w *Writer) Write(path string, data []byte, mode os.FileMode) (res WriteRes
 	res.Path = path
 
 	if w.Backup {
-		if old, rerr := os.ReadFile(path); rerr == nil {
+		old, rerr := userfile.Read(path, userfile.LimitManifest)
+
+		switch {
+		case errors.Is(rerr, fs.ErrNotExist): // nothing to keep
+		case rerr != nil:
+			return res, fmt.Errorf("back up %s: %w", path, rerr)
+		default:
 			if res.Backup, err = writeBackup(path, old, mode, w.now()); err != nil {
 				return res, fmt.Errorf("back up %s: %w", path, err)
 			}

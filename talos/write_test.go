@@ -6,8 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hardstrap/hardstrap/internal/userfile"
 )
 
 // failingWriter passes n bytes through, then fails: a disk that fills up mid-write.
@@ -119,5 +122,24 @@ func TestWriterWithoutBackupCreatesFile(t *testing.T) {
 
 	if got, _ := os.ReadFile(path); string(got) != "x\n" {
 		t.Errorf("content = %q", got)
+	}
+}
+
+func TestWriterBackupOfAFIFOFailsAtOnce(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "controlplane.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	err := returns(t, "Write over a FIFO", func() error {
+		_, err := (&Writer{Backup: true}).Write(fifo, []byte("x\n"), 0o600)
+		return err
+	})
+	if !errors.Is(err, userfile.ErrNotRegular) || !strings.Contains(err.Error(), fifo) {
+		t.Fatalf("err = %v, want not a regular file naming %s", err, fifo)
+	}
+
+	if st, err := os.Lstat(fifo); err != nil || st.Mode()&os.ModeNamedPipe == 0 {
+		t.Errorf("the FIFO was replaced (mode %v, err %v)", st.Mode(), err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/internal/userfile"
 	"github.com/hardstrap/hardstrap/stages"
 	"github.com/hardstrap/hardstrap/talos"
 )
@@ -185,7 +186,7 @@ func writePatch(stdout, stderr io.Writer, file string, res *talos.Result, o talo
 		}
 
 		dest := filepath.Join(o.Out, filepath.Base(file))
-		if old, err := os.ReadFile(dest); err == nil && bytes.Equal(old, data) {
+		if old, err := userfile.Read(dest, userfile.LimitManifest); err == nil && bytes.Equal(old, data) {
 			return nil
 		}
 

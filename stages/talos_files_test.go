@@ -1,0 +1,156 @@
+package stages
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	tconfig "github.com/siderolabs/talos/pkg/machinery/config"
+	"github.com/siderolabs/talos/pkg/machinery/config/machine"
+
+	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/internal/talostest"
+)
+
+// ---------------------------------------------------------------------------
+// The talos stage's files: what it reads, warns about and writes (no nodes).
+// ---------------------------------------------------------------------------
+
+var (
+	genOnce   sync.Once
+	genConfig map[machine.Type][]byte
+)
+
+// generatedConfig is a legacy-style machine config of type typ, generated once per test binary.
+func generatedConfig(t *testing.T, typ machine.Type) []byte {
+	t.Helper()
+
+	genOnce.Do(func() {
+		genConfig = map[machine.Type][]byte{}
+		for _, typ := range []machine.Type{machine.TypeControlPlane, machine.TypeWorker} {
+			data, err := talostest.Generate(tconfig.TalosVersion1_13, typ)
+			if err != nil {
+				panic(err)
+			}
+
+			genConfig[typ] = data
+		}
+	})
+
+	return genConfig[typ]
+}
+
+// talosFiles is a directory whose hardstrap.yaml lists configs in talos.configs, and no nodes.
+type talosFiles struct {
+	dir  string
+	file string
+}
+
+func newTalosFiles(t *testing.T, configs ...string) *talosFiles {
+	t.Helper()
+
+	f := &talosFiles{dir: t.TempDir()}
+	f.file = filepath.Join(f.dir, "hardstrap.yaml")
+
+	var list strings.Builder
+	for _, c := range configs {
+		fmt.Fprintf(&list, "    - path: %s\n", c)
+	}
+
+	writeFile(t, f.file, []byte(`apiVersion: hardstrap.dev/v1alpha1
+kind: Cluster
+metadata:
+  name: homelab
+talos:
+  configs:
+`+list.String()+`cni:
+  name: cilium
+`))
+
+	return f
+}
+
+// path is the absolute path of a file named relative to the directory.
+func (f *talosFiles) path(rel string) string { return filepath.Join(f.dir, rel) }
+
+// put writes a generated machine config of type typ at rel, creating its directory.
+func (f *talosFiles) put(t *testing.T, rel string, typ machine.Type) {
+	t.Helper()
+
+	if err := os.MkdirAll(filepath.Dir(f.path(rel)), 0o700); err != nil {
+		t.Fatal(err)
+	}
+
+	writeFile(t, f.path(rel), generatedConfig(t, typ))
+}
+
+func (f *talosFiles) state(t *testing.T) *State {
+	t.Helper()
+
+	s := &State{Config: f.load(t), Now: func() time.Time { return fixedNow }}
+	t.Cleanup(func() { s.Close() }) //nolint:errcheck // no clients were made
+
+	return s
+}
+
+func (f *talosFiles) load(t *testing.T) *config.Cluster {
+	t.Helper()
+
+	cfg, err := config.Load(f.file)
+	if err != nil {
+		t.Fatalf("config.Load: %v", err)
+	}
+
+	return cfg
+}
+
+// plan runs the talos stage's Plan, failing t when it does not return within 10 seconds.
+func (f *talosFiles) plan(t *testing.T, s *State) (Changes, error) {
+	t.Helper()
+
+	type out struct {
+		c   Changes
+		err error
+	}
+
+	done := make(chan out, 1)
+
+	go func() {
+		c, err := (&talosStage{}).Plan(context.Background(), s)
+		done <- out{c, err}
+	}()
+
+	select {
+	case o := <-done:
+		return o.c, o.err
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the talos stage's plan did not return: it blocks")
+		return Changes{}, nil
+	}
+}
+
+func TestTalosStageNamesUnreadableConfigs(t *testing.T) {
+	f := newTalosFiles(t, "controlplane.yaml", "worker.yaml")
+	f.put(t, "controlplane.yaml", machine.TypeControlPlane)
+
+	if err := syscall.Mkfifo(f.path("worker.yaml"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	_, err := f.plan(t, f.state(t))
+	if err == nil {
+		t.Fatal("plan of a FIFO machine config succeeded")
+	}
+
+	for _, w := range []string{"talos.configs[1].path", f.path("worker.yaml"), "a FIFO"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q lacks %q", err, w)
+		}
+	}
+}
