@@ -154,3 +154,23 @@ func TestTalosStageNamesUnreadableConfigs(t *testing.T) {
 		}
 	}
 }
+
+func TestTalosStageRefusesUnknownMachineTypes(t *testing.T) {
+	f := newTalosFiles(t, "controlplane.yaml", "node.yaml")
+	f.put(t, "controlplane.yaml", machine.TypeControlPlane)
+	writeFile(t, f.path("node.yaml"), []byte(strings.Replace(string(generatedConfig(t, machine.TypeWorker)), "\n    type: worker\n", "\n    type: banana\n", 1)))
+	before := statFile(t, f.path("controlplane.yaml"))
+
+	c, err := f.plan(t, f.state(t))
+	if err == nil {
+		t.Fatalf("plan of machine.type banana succeeded: %d changes, notes %q", len(c.Items), c.Notes)
+	}
+
+	for _, w := range []string{"talos.configs[1].path", f.path("node.yaml"), `machine.type "banana"`, "controlplane or worker"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q lacks %q", err, w)
+		}
+	}
+
+	assertUnchanged(t, f.path("controlplane.yaml"), before)
+}

@@ -104,6 +104,11 @@ func LoadBytes(name string, data []byte, patchFiles ...string) (*Machine, error)
 		return nil, fmt.Errorf("machine config %s has no v1alpha1 machine section: is it a Talos machine config?", name)
 	}
 
+	// Talos refuses an unknown type; the machinery reads it as "unknown", which is no role.
+	if cfg.Machine().Type() == machine.TypeUnknown {
+		return nil, fmt.Errorf("machine config %s: machine.type %q is not a Talos machine type: set it to controlplane or worker (init and join, their legacy names, are accepted too)", name, cfg.RawV1Alpha1().MachineConfig.MachineType)
+	}
+
 	style, err := detectStyle(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("machine config %s: %w: keep one style", name, err)

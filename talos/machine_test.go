@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -86,4 +87,75 @@ func TestUserFilesAreReadBounded(t *testing.T) {
 func loadErr(path string) error {
 	_, err := Load(path)
 	return err
+}
+
+// withType returns a generated config of type typ whose machine.type says value instead.
+func withType(t *testing.T, typ machine.Type, value string) []byte {
+	t.Helper()
+
+	data := genConfig(t, styles[0].contract, typ)
+	line := "\n    type: " + typ.String() + "\n"
+
+	if strings.Count(string(data), line) != 1 {
+		t.Fatalf("generated %s config has no single %q line", typ, strings.TrimSpace(line))
+	}
+
+	return []byte(strings.Replace(string(data), line, "\n    type: "+value+"\n", 1))
+}
+
+func TestLoadMachineTypes(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		typ     machine.Type // the config generated
+		value   string       // machine.type written into it
+		wantErr bool
+		wantCP  bool
+		warning string // a Talos validation warning to pass on
+	}{
+		{name: "controlplane", typ: machine.TypeControlPlane, value: "controlplane", wantCP: true},
+		{name: "worker", typ: machine.TypeWorker, value: "worker"},
+		{name: "init, the legacy first control plane", typ: machine.TypeControlPlane, value: "init", wantCP: true},
+		{name: "join, the legacy worker", typ: machine.TypeWorker, value: "join", warning: `use "worker" instead of "join"`},
+		{name: "a typo", typ: machine.TypeControlPlane, value: "controlplain", wantErr: true},
+		{name: "unknown", typ: machine.TypeControlPlane, value: "unknown", wantErr: true},
+		{name: "another word", typ: machine.TypeWorker, value: "banana", wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := LoadBytes("cp.yaml", withType(t, tc.typ, tc.value))
+			if tc.wantErr {
+				if err == nil {
+					t.Fatalf("machine.type %q loaded as %s, want an error", tc.value, m.Role)
+				}
+
+				for _, w := range []string{"cp.yaml", `machine.type "` + tc.value + `"`, "controlplane", "worker"} {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q lacks %q", err, w)
+					}
+				}
+
+				return
+			}
+
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			if m.IsControlPlane() != tc.wantCP {
+				t.Errorf("IsControlPlane = %v for machine.type %q, want %v", m.IsControlPlane(), tc.value, tc.wantCP)
+			}
+
+			res, err := m.Patch(fullSettings())
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			if res.Changed() != tc.wantCP {
+				t.Errorf("changed = %v, want %v (control plane configs change)", res.Changed(), tc.wantCP)
+			}
+
+			if tc.warning != "" && !slices.ContainsFunc(res.Warnings, func(w string) bool { return strings.Contains(w, tc.warning) }) {
+				t.Errorf("warnings %q lack Talos' %q", res.Warnings, tc.warning)
+			}
+		})
+	}
 }
