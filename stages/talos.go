@@ -33,6 +33,8 @@ func (*talosStage) Plan(ctx context.Context, s *State) (Changes, error) {
 	patched := map[string][]byte{}
 	writer := &talos.Writer{Backup: *s.Config.Talos.Backup, Now: s.Now}
 
+	var machines []*talos.Machine
+
 	for i, tc := range s.Config.Talos.Configs {
 		res, err := talos.PatchFile(s.Config.Resolve(tc.Path), settings)
 		if err != nil {
@@ -40,6 +42,7 @@ func (*talosStage) Plan(ctx context.Context, s *State) (Changes, error) {
 		}
 
 		m := res.Machine
+		machines = append(machines, m)
 		patched[filepath.Clean(tc.Path)] = m.Raw
 
 		for _, w := range res.Warnings {
@@ -75,6 +78,10 @@ func (*talosStage) Plan(ctx context.Context, s *State) (Changes, error) {
 				return "", nil
 			},
 		})
+	}
+
+	if w := talos.NoControlPlane(machines, "talos.configs"); w != "" {
+		c.Warnings = append(c.Warnings, w)
 	}
 
 	if len(s.Config.Talos.Nodes) == 0 {

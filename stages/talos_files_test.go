@@ -3,8 +3,10 @@ package stages
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -173,4 +175,35 @@ func TestTalosStageRefusesUnknownMachineTypes(t *testing.T) {
 	}
 
 	assertUnchanged(t, f.path("controlplane.yaml"), before)
+}
+
+func TestTalosStageWarnsWithoutControlPlane(t *testing.T) {
+	const warning = "no control plane config among talos.configs: the API server hardening (audit policy, OIDC, Pod Security admission) goes nowhere"
+
+	for _, tc := range []struct {
+		name    string
+		configs map[string]machine.Type
+		want    bool
+	}{
+		{name: "one worker", configs: map[string]machine.Type{"worker.yaml": machine.TypeWorker}, want: true},
+		{name: "two workers", configs: map[string]machine.Type{"w1.yaml": machine.TypeWorker, "w2.yaml": machine.TypeWorker}, want: true},
+		{name: "control plane and worker", configs: map[string]machine.Type{"controlplane.yaml": machine.TypeControlPlane, "worker.yaml": machine.TypeWorker}},
+		{name: "control plane alone", configs: map[string]machine.Type{"controlplane.yaml": machine.TypeControlPlane}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newTalosFiles(t, slices.Sorted(maps.Keys(tc.configs))...)
+			for name, typ := range tc.configs {
+				f.put(t, name, typ)
+			}
+
+			c, err := f.plan(t, f.state(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			if got := hasPrefixed(c.Warnings, warning); got != tc.want {
+				t.Errorf("warnings %q: has the no-control-plane warning = %v, want %v", c.Warnings, got, tc.want)
+			}
+		})
+	}
 }

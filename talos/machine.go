@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/siderolabs/talos/pkg/machinery/config"
@@ -188,3 +189,14 @@ func detectStyle(cfg config.Provider) (Style, error) {
 
 // IsControlPlane reports whether the machine runs the Kubernetes control plane.
 func (m *Machine) IsControlPlane() bool { return m.Role.IsControlPlane() }
+
+// NoControlPlane returns a warning when machines holds configs but none of them is a control
+// plane config, and "" otherwise: the settings hardstrap patches live in the control plane
+// config, so a list of workers hardens nothing. list names where the configs came from.
+func NoControlPlane(machines []*Machine, list string) string {
+	if len(machines) == 0 || slices.ContainsFunc(machines, (*Machine).IsControlPlane) {
+		return ""
+	}
+
+	return fmt.Sprintf("no control plane config among %s: the API server hardening (audit policy, OIDC, Pod Security admission) goes nowhere; add the control plane's machine config (machine.type controlplane, e.g. controlplane.yaml)", list)
+}

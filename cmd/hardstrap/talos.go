@@ -93,6 +93,7 @@ func talosPatch(c *cli.Context) error {
 	}
 
 	stderr := c.App.ErrWriter
+	machines := make([]*talos.Machine, 0, len(o.Files))
 
 	for _, file := range o.Files {
 		res, err := talos.PatchFile(file, settings, o.Patches...)
@@ -100,11 +101,16 @@ func talosPatch(c *cli.Context) error {
 			return err
 		}
 
+		machines = append(machines, res.Machine)
 		reportPatch(stderr, file, res, o.Verbose)
 
 		if err := writePatch(c.App.Writer, stderr, file, res, o); err != nil {
 			return err
 		}
+	}
+
+	if w := talos.NoControlPlane(machines, "the files given"); w != "" {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
 	}
 
 	return nil

@@ -335,3 +335,34 @@ func TestTalosPatchFile(t *testing.T) {
 		assertUnchanged(t, ws.CP, cp0)
 	})
 }
+
+func TestTalosPatchWarnsWithoutControlPlane(t *testing.T) {
+	t.Parallel()
+
+	const warning = "warning: no control plane config among the files given: the API server hardening (audit policy, OIDC, Pod Security admission) goes nowhere"
+
+	ws := newWorkspace(t, styleLegacy, "")
+	out := t.TempDir()
+
+	for _, tc := range []struct {
+		name  string
+		files []string
+		want  bool
+	}{
+		{name: "a worker to stdout", files: []string{ws.Worker}, want: true},
+		{name: "a worker to --out", files: []string{ws.Worker, "--out", out}, want: true},
+		{name: "control plane and worker", files: []string{ws.CP, ws.Worker, "--out", out}},
+		{name: "control plane alone", files: []string{ws.CP}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := hardstrap(t, append([]string{"talos", "patch", "-f", ws.Config}, tc.files...)...)
+			if r.Code != exitOK {
+				t.Fatalf("talos patch: %s", r)
+			}
+
+			if got := strings.Contains(r.Stderr, warning); got != tc.want {
+				t.Errorf("stderr has the no-control-plane warning = %v, want %v: %q", got, tc.want, r.Stderr)
+			}
+		})
+	}
+}
