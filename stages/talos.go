@@ -71,11 +71,7 @@ func (*talosStage) Plan(ctx context.Context, s *State) (Changes, error) {
 					return "", err
 				}
 
-				if wr.Backup != "" {
-					return "backup: " + wr.Backup, nil
-				}
-
-				return "", nil
+				return wr.Details(), nil
 			},
 		})
 	}

@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"maps"
@@ -205,5 +206,53 @@ func TestTalosStageWarnsWithoutControlPlane(t *testing.T) {
 				t.Errorf("warnings %q: has the no-control-plane warning = %v, want %v", c.Warnings, got, tc.want)
 			}
 		})
+	}
+}
+
+func TestTalosStageWritesThroughSymlinks(t *testing.T) {
+	f := newTalosFiles(t, "controlplane.yaml")
+	f.put(t, "configs/controlplane.yaml", machine.TypeControlPlane)
+
+	if err := os.Symlink("configs/controlplane.yaml", f.path("controlplane.yaml")); err != nil {
+		t.Fatal(err)
+	}
+
+	original := generatedConfig(t, machine.TypeControlPlane)
+	s := f.state(t)
+
+	c, err := f.plan(t, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if len(c.Items) != 1 {
+		t.Fatalf("planned %d changes, want the control plane config's", len(c.Items))
+	}
+
+	if err := (&talosStage{}).Apply(context.Background(), s, c); err != nil {
+		t.Fatal(err)
+	}
+
+	if to, err := os.Readlink(f.path("controlplane.yaml")); err != nil || to != "configs/controlplane.yaml" {
+		t.Fatalf("controlplane.yaml is no longer the link to configs/controlplane.yaml (%q, %v)", to, err)
+	}
+
+	target := f.path("configs/controlplane.yaml")
+	if got := statFile(t, target).data; bytes.Equal(got, original) {
+		t.Error("the link's target was not patched")
+	}
+
+	backup := target + ".hardstrap-" + fixedNow.Format("20060102-150405") + ".bak"
+	if got, err := os.ReadFile(backup); err != nil || !bytes.Equal(got, original) {
+		t.Errorf("backup %s beside the target missing or not the original (err %v)", backup, err)
+	}
+
+	if want := "through the link to " + target + "; backup: " + backup; c.Items[0].Result != want {
+		t.Errorf("result %q, want %q", c.Items[0].Result, want)
+	}
+
+	// The next plan reads the patched target through the link: nothing left to do.
+	if c, err := f.plan(t, f.state(t)); err != nil || !c.Empty() {
+		t.Errorf("second plan: %d changes (err %v), want none", len(c.Items), err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/hardstrap/hardstrap/internal/userfile"
@@ -26,34 +27,81 @@ type Writer struct {
 
 // WriteResult says what a write did.
 type WriteResult struct {
-	Path   string
-	Backup string // backup path, when one was written
+	// Path is the path written, as given.
+	Path string
+	// Target is the file replaced when Path is a symbolic link; "" when Path is the file.
+	Target string
+	// Backup is the backup path, when one was written.
+	Backup string
 }
 
-// Write replaces path with data, keeping mode. On any error the original file is untouched and
-// no temporary file is left behind.
+// Details says, for messages, where the content went when Path is a link and where the backup
+// is: "through the link to /etc/talos/cp.yaml; backup: ...". "" when there is neither.
+func (r WriteResult) Details() string {
+	var parts []string
+
+	if r.Target != "" {
+		parts = append(parts, "through the link to "+r.Target)
+	}
+
+	if r.Backup != "" {
+		parts = append(parts, "backup: "+r.Backup)
+	}
+
+	return strings.Join(parts, "; ")
+}
+
+// Write replaces path with data, keeping mode. When path is a symbolic link, the file it leads
+// to is replaced (and backed up beside it) and the link stays as it is. On any error the
+// original file is untouched and no temporary file is left behind.
 func (w *Writer) Write(path string, data []byte, mode os.FileMode) (res WriteResult, err error) {
 	res.Path = path
 
+	file, err := resolve(path)
+	if err != nil {
+		return res, err
+	}
+
+	if file != path {
+		res.Target = file
+	}
+
 	if w.Backup {
-		old, rerr := userfile.Read(path, userfile.LimitManifest)
+		old, rerr := userfile.Read(file, userfile.LimitManifest)
 
 		switch {
 		case errors.Is(rerr, fs.ErrNotExist): // nothing to keep
 		case rerr != nil:
 			return res, fmt.Errorf("back up %s: %w", path, rerr)
 		default:
-			if res.Backup, err = writeBackup(path, old, mode, w.now()); err != nil {
+			if res.Backup, err = writeBackup(file, old, mode, w.now()); err != nil {
 				return res, fmt.Errorf("back up %s: %w", path, err)
 			}
 		}
 	}
 
-	if err := writeFileAtomic(path, data, mode, w.wrap); err != nil {
+	if err := writeFileAtomic(file, data, mode, w.wrap); err != nil {
 		return res, fmt.Errorf("write %s: %w", path, err)
 	}
 
 	return res, nil
+}
+
+// resolve returns the file that a write to path replaces: path itself, or, when path is a
+// symbolic link, the file at the end of its chain, so that the rename lands beside the target
+// and the link stays a link. A path that does not exist yet is written as it is.
+func resolve(path string) (string, error) {
+	st, err := os.Lstat(path)
+	if err != nil || st.Mode()&fs.ModeSymlink == 0 {
+		return path, nil // a missing file is created; other errors show when writing
+	}
+
+	file, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return "", fmt.Errorf("write %s: it is a symbolic link that does not lead to a file (%w): fix the link, or remove it to write a file there", path, err)
+	}
+
+	return file, nil
 }
 
 func (w *Writer) now() time.Time {

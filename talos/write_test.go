@@ -143,3 +143,84 @@ func TestWriterBackupOfAFIFOFailsAtOnce(t *testing.T) {
 		t.Errorf("the FIFO was replaced (mode %v, err %v)", st.Mode(), err)
 	}
 }
+
+func TestWriterWritesThroughSymlinks(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		links map[string]string // link -> what it points at, relative to the temp dir
+		path  string            // the path written
+		file  string            // the regular file it reaches
+	}{
+		{name: "link beside its target", links: map[string]string{"controlplane.yaml": "real.yaml"}, path: "controlplane.yaml", file: "real.yaml"},
+		{name: "relative link into another directory", links: map[string]string{"controlplane.yaml": "configs/cp.yaml"}, path: "controlplane.yaml", file: "configs/cp.yaml"},
+		{name: "link to a link", links: map[string]string{"controlplane.yaml": "hop.yaml", "hop.yaml": "configs/cp.yaml"}, path: "controlplane.yaml", file: "configs/cp.yaml"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			file := filepath.Join(dir, tc.file)
+
+			if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+				t.Fatal(err)
+			}
+
+			if err := os.WriteFile(file, []byte("old\n"), 0o640); err != nil {
+				t.Fatal(err)
+			}
+
+			for link, to := range tc.links {
+				if err := os.Symlink(to, filepath.Join(dir, link)); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			stamp := time.Date(2026, 11, 28, 9, 30, 0, 0, time.UTC)
+			path := filepath.Join(dir, tc.path)
+
+			res, err := (&Writer{Backup: true, Now: func() time.Time { return stamp }}).Write(path, []byte("new\n"), 0o640)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			for link, to := range tc.links {
+				if got, err := os.Readlink(filepath.Join(dir, link)); err != nil || got != to {
+					t.Errorf("%s: link to %q (err %v), want it kept pointing at %q", link, got, err, to)
+				}
+			}
+
+			if got, _ := os.ReadFile(file); string(got) != "new\n" {
+				t.Errorf("target %s = %q, want the new content", tc.file, got)
+			}
+
+			wantBackup := file + ".hardstrap-20261128-093000.bak"
+			if got, _ := os.ReadFile(wantBackup); string(got) != "old\n" || res.Backup != wantBackup {
+				t.Errorf("backup %s = %q, want %s holding the old content", res.Backup, got, wantBackup)
+			}
+
+			if res.Path != path || res.Target != file {
+				t.Errorf("result path %s target %s, want %s and %s", res.Path, res.Target, path, file)
+			}
+
+			if d := res.Details(); !strings.Contains(d, file) || !strings.Contains(d, wantBackup) {
+				t.Errorf("details %q name neither the target nor the backup", d)
+			}
+		})
+	}
+
+	t.Run("dangling link", func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "controlplane.yaml")
+
+		if err := os.Symlink("gone.yaml", path); err != nil {
+			t.Fatal(err)
+		}
+
+		_, err := (&Writer{}).Write(path, []byte("new\n"), 0o600)
+		if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "symbolic link") {
+			t.Fatalf("err = %v, want one naming %s as a link that does not resolve", err, path)
+		}
+
+		if _, err := os.Stat(filepath.Join(dir, "gone.yaml")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the link's missing target was created (err %v)", err)
+		}
+	})
+}

@@ -185,7 +185,7 @@ func writePatch(stdout, stderr io.Writer, file string, res *talos.Result, o talo
 			return err
 		}
 
-		fmt.Fprintf(stderr, "    wrote %s (backup: %s)\n", file, wr.Backup)
+		fmt.Fprintf(stderr, "    wrote %s (%s)\n", file, wr.Details())
 	case o.Out != "":
 		if err := os.MkdirAll(o.Out, 0o700); err != nil {
 			return fmt.Errorf("create --out directory: %w", err)
