@@ -53,7 +53,8 @@ func (r WriteResult) Details() string {
 
 // Write replaces path with data, keeping mode. When path is a symbolic link, the file it leads
 // to is replaced (and backed up beside it) and the link stays as it is. On any error the
-// original file is untouched and no temporary file is left behind.
+// original file is untouched, and neither the temporary file nor the backup this write made is
+// left behind (earlier backups stay).
 func (w *Writer) Write(path string, data []byte, mode os.FileMode) (res WriteResult, err error) {
 	res.Path = path
 
@@ -81,6 +82,15 @@ func (w *Writer) Write(path string, data []byte, mode os.FileMode) (res WriteRes
 	}
 
 	if err := writeFileAtomic(file, data, mode, w.wrap); err != nil {
+		// The original is untouched, so the backup this attempt made is only clutter.
+		if res.Backup != "" {
+			if rerr := os.Remove(res.Backup); rerr != nil {
+				return res, fmt.Errorf("write %s: %w (and its backup %s could not be removed: %v)", path, err, res.Backup, rerr)
+			}
+
+			res.Backup = ""
+		}
+
 		return res, fmt.Errorf("write %s: %w", path, err)
 	}
 

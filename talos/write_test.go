@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -34,35 +35,71 @@ func (f *failingWriter) Write(p []byte) (int, error) {
 }
 
 func TestWriterFailureLeavesOriginalUntouched(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "controlplane.yaml")
-	original := []byte("original content\n")
+	stamp := time.Date(2026, 11, 28, 9, 30, 0, 0, time.UTC)
 
-	if err := os.WriteFile(path, original, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	for _, tc := range []struct {
+		name    string
+		earlier bool // a backup with the same stamp exists from an earlier run
+	}{
+		{name: "first backup"},
+		{name: "an earlier backup exists", earlier: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "controlplane.yaml")
+			original := []byte("original content\n")
+			earlier := path + ".hardstrap-20261128-093000.bak"
 
-	w := &Writer{Backup: true, wrap: func(w io.Writer) io.Writer { return &failingWriter{w: w, n: 5} }}
+			if err := os.WriteFile(path, original, 0o600); err != nil {
+				t.Fatal(err)
+			}
 
-	_, err := w.Write(path, []byte("new content that will not fit\n"), 0o600)
-	if !errors.Is(err, errDiskFull) {
-		t.Fatalf("err = %v, want the writer's failure", err)
-	}
+			if tc.earlier {
+				if err := os.WriteFile(earlier, []byte("earlier\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
 
-	got, err := os.ReadFile(path)
-	if err != nil || string(got) != string(original) {
-		t.Fatalf("original changed to %q (err %v)", got, err)
-	}
+			w := &Writer{Backup: true, Now: func() time.Time { return stamp }, wrap: func(w io.Writer) io.Writer { return &failingWriter{w: w, n: 5} }}
 
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+			res, err := w.Write(path, []byte("new content that will not fit\n"), 0o600)
+			if !errors.Is(err, errDiskFull) {
+				t.Fatalf("err = %v, want the writer's failure", err)
+			}
 
-	for _, e := range entries {
-		if strings.Contains(e.Name(), ".tmp-") {
-			t.Errorf("temporary file %s left behind", e.Name())
-		}
+			if res.Backup != "" {
+				t.Errorf("result names backup %s of a failed write", res.Backup)
+			}
+
+			got, err := os.ReadFile(path)
+			if err != nil || string(got) != string(original) {
+				t.Fatalf("original changed to %q (err %v)", got, err)
+			}
+
+			want := []string{"controlplane.yaml"}
+			if tc.earlier {
+				want = append(want, filepath.Base(earlier))
+
+				if got, _ := os.ReadFile(earlier); string(got) != "earlier\n" {
+					t.Errorf("the earlier backup was changed to %q", got)
+				}
+			}
+
+			var names []string
+
+			entries, err := os.ReadDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+
+			if !slices.Equal(names, want) {
+				t.Errorf("directory holds %q after the failed write, want %q (no temporary file, no backup of its own)", names, want)
+			}
+		})
 	}
 }
 
