@@ -32,6 +32,8 @@ func (*talosStage) Plan(ctx context.Context, s *State) (Changes, error) {
 	// patched holds, per configured path, the bytes each node should run.
 	patched := map[string][]byte{}
 	writer := &talos.Writer{Backup: *s.Config.Talos.Backup, Now: s.Now}
+	// Every file is patched here, in memory, and checked before the first is written.
+	files := &talos.Batch{Writer: writer}
 
 	var machines []*talos.Machine
 
@@ -59,14 +61,16 @@ func (*talosStage) Plan(ctx context.Context, s *State) (Changes, error) {
 		}
 
 		patched[filepath.Clean(tc.Path)] = res.Bytes
-		data, path, mode := res.Bytes, m.Path, m.Mode
+		n, path := len(files.Files), m.Path
+		files.Files = append(files.Files, talos.File{Path: path, Data: res.Bytes, Mode: m.Mode})
 		c.Items = append(c.Items, Change{
 			Action:  "update",
 			Target:  fmt.Sprintf("%s (%s, %s style)", tc.Path, m.Role, m.Style),
 			Summary: res.Changes,
 			Diff:    res.Diff,
+			check:   func() error { return writer.Check(path) },
 			apply: func(context.Context) (string, error) {
-				wr, err := writer.Write(path, data, mode)
+				wr, err := files.Write(n)
 				if err != nil {
 					return "", err
 				}
@@ -129,7 +133,8 @@ func (*talosStage) Plan(ctx context.Context, s *State) (Changes, error) {
 	return c, nil
 }
 
-// Apply writes the patched files, then applies configs to nodes, in plan order.
+// Apply checks that every patched file can be written, then writes them and applies configs
+// to nodes, in plan order (applyAll runs the checks).
 func (*talosStage) Apply(ctx context.Context, _ *State, c Changes) error { return applyAll(ctx, c) }
 
 // TalosSettings derives the machine config settings from hardstrap.yaml.

@@ -18,6 +18,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config/machine"
 
 	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/internal/filetest"
 	"github.com/hardstrap/hardstrap/internal/talostest"
 )
 
@@ -254,5 +255,104 @@ func TestTalosStageWritesThroughSymlinks(t *testing.T) {
 	// The next plan reads the patched target through the link: nothing left to do.
 	if c, err := f.plan(t, f.state(t)); err != nil || !c.Empty() {
 		t.Errorf("second plan: %d changes (err %v), want none", len(c.Items), err)
+	}
+}
+
+func TestTalosStageWritesNoFileWhenOneCannotBeWritten(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// beforePlan or afterPlan (before the apply) makes b/controlplane.yaml unwritable; a
+		// string back skips the case, saying why.
+		beforePlan, afterPlan func(t *testing.T, f *talosFiles) (skip string)
+		want                  []string
+	}{
+		{
+			name: "read-only directory",
+			beforePlan: func(t *testing.T, f *talosFiles) string {
+				if !filetest.ReadOnlyDir(t, f.path("b")) {
+					return "runs as root, whom permission bits do not stop: the other cases cover root"
+				}
+
+				return ""
+			},
+			want: []string{"its directory", "permission denied"},
+		},
+		{
+			name: "immutable file",
+			beforePlan: func(t *testing.T, f *talosFiles) string {
+				if !filetest.Immutable(t, f.path("b/controlplane.yaml")) {
+					return "chattr +i is not possible here (no chattr, no attributes on this file system, or no CAP_LINUX_IMMUTABLE)"
+				}
+
+				return ""
+			},
+			want: []string{"operation not permitted", "chattr -i"},
+		},
+		{
+			name: "directory replaced by a file after the plan",
+			afterPlan: func(t *testing.T, f *talosFiles) string {
+				if err := os.Rename(f.path("b"), f.path("b.moved")); err != nil {
+					t.Fatal(err)
+				}
+
+				writeFile(t, f.path("b"), []byte("not a directory\n"))
+
+				return ""
+			},
+			want: []string{"not a directory"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newTalosFiles(t, "a/controlplane.yaml", "b/controlplane.yaml")
+			f.put(t, "a/controlplane.yaml", machine.TypeControlPlane)
+			f.put(t, "b/controlplane.yaml", machine.TypeControlPlane)
+			before := statFile(t, f.path("a/controlplane.yaml"))
+
+			if tc.beforePlan != nil {
+				if skip := tc.beforePlan(t, f); skip != "" {
+					t.Skip(skip)
+				}
+			}
+
+			s := f.state(t)
+
+			c, err := f.plan(t, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			if len(c.Items) != 2 {
+				t.Fatalf("planned %d changes, want both control plane configs", len(c.Items))
+			}
+
+			if tc.afterPlan != nil {
+				if skip := tc.afterPlan(t, f); skip != "" {
+					t.Skip(skip)
+				}
+			}
+
+			err = (&talosStage{}).Apply(context.Background(), s, c)
+			if err == nil {
+				t.Fatal("apply succeeded with b/controlplane.yaml unwritable")
+			}
+
+			for _, w := range append([]string{"no change was applied: cannot write " + f.path("b/controlplane.yaml")}, tc.want...) {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+
+			assertUnchanged(t, f.path("a/controlplane.yaml"), before)
+
+			if names := dirNames(t, f.path("a")); !slices.Equal(names, []string{"controlplane.yaml"}) {
+				t.Errorf("a/ holds %q, want controlplane.yaml alone (no backup, no temporary file)", names)
+			}
+
+			for _, ch := range c.Items {
+				if ch.Result != "" {
+					t.Errorf("change %s has a result %q: it was applied", ch.Target, ch.Result)
+				}
+			}
+		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hardstrap/hardstrap/internal/userfile"
@@ -60,7 +61,7 @@ func (w *Writer) Write(path string, data []byte, mode os.FileMode) (res WriteRes
 
 	file, err := resolve(path)
 	if err != nil {
-		return res, err
+		return res, fmt.Errorf("write %s: %w", path, err)
 	}
 
 	if file != path {
@@ -108,10 +109,58 @@ func resolve(path string) (string, error) {
 
 	file, err := filepath.EvalSymlinks(path)
 	if err != nil {
-		return "", fmt.Errorf("write %s: it is a symbolic link that does not lead to a file (%w): fix the link, or remove it to write a file there", path, err)
+		return "", fmt.Errorf("it is a symbolic link that does not lead to a file (%w): fix the link, or remove it to write a file there", err)
 	}
 
 	return file, nil
+}
+
+// Check reports whether Write could replace path now, and changes nothing. The file (for a
+// symbolic link, the file it leads to) must be a regular file that opens for writing: its mode,
+// an immutable or append-only attribute or a read-only mount can refuse that, the attributes
+// and the mount even to root. Its directory must take a new file, because the new content and
+// the backup are written there first: Check creates one and removes it. A file that does not
+// exist yet needs only its directory.
+func (w *Writer) Check(path string) error {
+	file, err := resolve(path)
+	if err != nil {
+		return fmt.Errorf("cannot write %s: %w", path, err)
+	}
+
+	name := path
+	if file != path {
+		name = fmt.Sprintf("%s (the link to %s)", path, file)
+	}
+
+	st, err := os.Stat(file)
+
+	switch {
+	case errors.Is(err, fs.ErrNotExist): // created anew: only the directory matters
+	case err != nil:
+		return fmt.Errorf("cannot write %s: %w: check the path", name, err)
+	case !st.Mode().IsRegular():
+		return fmt.Errorf("cannot write %s: it is not a regular file (mode %s): remove it, or write elsewhere", name, st.Mode().Type())
+	default:
+		// Opened and closed without a byte written: the content and mtime stay as they are.
+		f, err := os.OpenFile(file, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+		if err != nil {
+			return fmt.Errorf("cannot write %s: %w: make it writable (chmod u+w; an immutable or append-only attribute shows in lsattr, and chattr -i -a removes it)", name, err)
+		}
+
+		f.Close() //nolint:errcheck // nothing was written
+	}
+
+	dir := filepath.Dir(file)
+
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(file)+".check-*")
+	if err != nil {
+		return fmt.Errorf("cannot write %s: its directory %s takes no new file, and the new content and the backup go there first: %w: make the directory writable", name, dir, err)
+	}
+
+	tmp.Close()           //nolint:errcheck // empty
+	os.Remove(tmp.Name()) //nolint:errcheck // an empty hidden file at worst
+
+	return nil
 }
 
 func (w *Writer) now() time.Time {
