@@ -6,6 +6,7 @@ package stages
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/hardstrap/hardstrap/internal/gate"
 )
@@ -38,6 +39,9 @@ type Change struct {
 	Blocked string `json:"blocked,omitempty"`
 
 	apply func(ctx context.Context) (string, error)
+	// check, when set, says whether apply can succeed, changing nothing (e.g. that a file can
+	// be written): applyAll runs every change's check before it applies any change.
+	check func() error
 }
 
 // Changes is the plan of one stage.
@@ -56,9 +60,20 @@ type Changes struct {
 // Empty reports whether the stage has nothing to do.
 func (c Changes) Empty() bool { return len(c.Items) == 0 }
 
-// applyAll runs each change's apply function in order, recording results; it stops at the
-// first failure and says how many changes were already applied.
+// applyAll runs every change's check, then each change's apply function in order, recording
+// results. A failed check applies nothing; a failed apply stops there, saying how many changes
+// were already applied.
 func applyAll(ctx context.Context, c Changes) error {
+	for _, ch := range c.Items {
+		if ch.check == nil {
+			continue
+		}
+
+		if err := ch.check(); err != nil {
+			return fmt.Errorf("no change was applied: %w", err)
+		}
+	}
+
 	for i := range c.Items {
 		if err := ctx.Err(); err != nil {
 			return partial(i, len(c.Items), err)

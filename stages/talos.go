@@ -3,10 +3,10 @@ package stages
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/internal/userfile"
 	"github.com/hardstrap/hardstrap/talos"
 	"github.com/hardstrap/hardstrap/templates"
 )
@@ -32,14 +32,19 @@ func (*talosStage) Plan(ctx context.Context, s *State) (Changes, error) {
 	// patched holds, per configured path, the bytes each node should run.
 	patched := map[string][]byte{}
 	writer := &talos.Writer{Backup: *s.Config.Talos.Backup, Now: s.Now}
+	// Every file is patched here, in memory, and checked before the first is written.
+	files := &talos.Batch{Writer: writer}
 
-	for _, tc := range s.Config.Talos.Configs {
+	var machines []*talos.Machine
+
+	for i, tc := range s.Config.Talos.Configs {
 		res, err := talos.PatchFile(s.Config.Resolve(tc.Path), settings)
 		if err != nil {
-			return c, err
+			return c, fmt.Errorf("talos.configs[%d].path: %w", i, err)
 		}
 
 		m := res.Machine
+		machines = append(machines, m)
 		patched[filepath.Clean(tc.Path)] = m.Raw
 
 		for _, w := range res.Warnings {
@@ -56,25 +61,27 @@ func (*talosStage) Plan(ctx context.Context, s *State) (Changes, error) {
 		}
 
 		patched[filepath.Clean(tc.Path)] = res.Bytes
-		data, path, mode := res.Bytes, m.Path, m.Mode
+		n, path := len(files.Files), m.Path
+		files.Files = append(files.Files, talos.File{Path: path, Data: res.Bytes, Mode: m.Mode})
 		c.Items = append(c.Items, Change{
 			Action:  "update",
 			Target:  fmt.Sprintf("%s (%s, %s style)", tc.Path, m.Role, m.Style),
 			Summary: res.Changes,
 			Diff:    res.Diff,
+			check:   func() error { return writer.Check(path) },
 			apply: func(context.Context) (string, error) {
-				wr, err := writer.Write(path, data, mode)
+				wr, err := files.Write(n)
 				if err != nil {
 					return "", err
 				}
 
-				if wr.Backup != "" {
-					return "backup: " + wr.Backup, nil
-				}
-
-				return "", nil
+				return wr.Details(), nil
 			},
 		})
+	}
+
+	if w := talos.NoControlPlane(machines, "talos.configs"); w != "" {
+		c.Warnings = append(c.Warnings, w)
 	}
 
 	if len(s.Config.Talos.Nodes) == 0 {
@@ -126,7 +133,8 @@ func (*talosStage) Plan(ctx context.Context, s *State) (Changes, error) {
 	return c, nil
 }
 
-// Apply writes the patched files, then applies configs to nodes, in plan order.
+// Apply checks that every patched file can be written, then writes them and applies configs
+// to nodes, in plan order (applyAll runs the checks).
 func (*talosStage) Apply(ctx context.Context, _ *State, c Changes) error { return applyAll(ctx, c) }
 
 // TalosSettings derives the machine config settings from hardstrap.yaml.
@@ -151,9 +159,9 @@ func TalosSettings(c *config.Cluster) (talos.Settings, error) {
 		}
 
 		if o.CAFile != "" {
-			pem, err := os.ReadFile(c.Resolve(o.CAFile))
+			pem, err := userfile.Read(c.Resolve(o.CAFile), userfile.LimitConfig)
 			if err != nil {
-				return s, fmt.Errorf("read apiServer.oidc.caFile: %w", err)
+				return s, fmt.Errorf("apiServer.oidc.caFile: %w: name the PEM file of the issuer's CA", err)
 			}
 
 			s.OIDC.CAPEM = string(pem)
@@ -181,5 +189,10 @@ func auditPolicy(c *config.Cluster) (map[string]any, error) {
 		return templates.AuditPolicy(au.Preset)
 	}
 
-	return talos.ReadAuditPolicy(c.Resolve(au.PolicyFile))
+	policy, err := talos.ReadAuditPolicy(c.Resolve(au.PolicyFile))
+	if err != nil {
+		return nil, fmt.Errorf("apiServer.audit.policyFile: %w", err)
+	}
+
+	return policy, nil
 }

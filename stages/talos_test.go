@@ -959,3 +959,35 @@ func TestApplyAllStopsWhenContextIsCancelled(t *testing.T) {
 		t.Errorf("result of a1 = %q, want ok", c.Items[0].Result)
 	}
 }
+
+func TestApplyAllChecksEveryChangeFirst(t *testing.T) {
+	var log []string
+
+	checked := func(ch Change, err error) Change {
+		ch.check = func() error { log = append(log, "check "+ch.Target); return err }
+		return ch
+	}
+
+	blocked := errors.New("cannot write c2: permission denied")
+	c := Changes{Items: []Change{
+		checked(change(&log, "c1", "done 1", nil), nil),
+		change(&log, "n1", "done n1", nil),
+		checked(change(&log, "c2", "done 2", nil), blocked),
+		checked(change(&log, "c3", "done 3", nil), nil),
+	}}
+
+	err := applyAll(context.Background(), c)
+	if !errors.Is(err, blocked) || errors.Is(err, ErrPartiallyApplied) || !strings.HasPrefix(err.Error(), "no change was applied: ") {
+		t.Errorf("applyAll = %v, want the check's error, saying no change was applied", err)
+	}
+
+	if want := []string{"check c1", "check c2"}; !slices.Equal(log, want) {
+		t.Errorf("calls %q, want %q: checks until the failing one, no apply", log, want)
+	}
+
+	for _, ch := range c.Items {
+		if ch.Result != "" {
+			t.Errorf("%s has a result %q", ch.Target, ch.Result)
+		}
+	}
+}

@@ -18,6 +18,8 @@ import (
 	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
 	"github.com/siderolabs/talos/pkg/machinery/constants"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/hardstrap/hardstrap/internal/userfile"
 )
 
 // ApplyMode is how a node takes a new machine config.
@@ -112,19 +114,20 @@ func NewNodeClient(ctx context.Context, o NodeClientOptions) (*NodeClient, error
 		return nil, err
 	}
 
-	// clientconfig.Open creates an empty talosconfig when the file is missing,
-	// which would only move the error to a confusing place: check first.
-	if _, err := os.Stat(path); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("talosconfig not found at %s: set TALOSCONFIG or talos.talosconfig in hardstrap.yaml to the talosconfig of the cluster (talosctl gen config writes one): %w", path, err)
-		}
-
-		return nil, fmt.Errorf("read talosconfig %s: %w", path, err)
+	// Read here, not with clientconfig.Open: that creates an empty talosconfig when the file is
+	// missing (which would only move the error to a confusing place), and waits on a FIFO.
+	data, err := userfile.Read(path, userfile.LimitConfig)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("talosconfig not found at %s: set TALOSCONFIG or talos.talosconfig in hardstrap.yaml to the talosconfig of the cluster (talosctl gen config writes one): %w", path, err)
 	}
 
-	cfg, err := clientconfig.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("read talosconfig %s: %w", path, err)
+		return nil, fmt.Errorf("read talosconfig: %w: point TALOSCONFIG or talos.talosconfig at the talosconfig file itself", err)
+	}
+
+	cfg, err := clientconfig.FromBytes(data)
+	if err != nil {
+		return nil, fmt.Errorf("parse talosconfig %s: %w", path, err)
 	}
 
 	name := o.Context

@@ -10,10 +10,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hardstrap/hardstrap/internal/talostest"
+	"github.com/hardstrap/hardstrap/internal/userfile"
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -395,6 +397,32 @@ func TestNewNodeClientMissingTalosconfig(t *testing.T) {
 				t.Errorf("%s exists after the failed call (stat: %v)", wantPath, err)
 			}
 		})
+	}
+}
+
+func TestNewNodeClientRefusesATalosconfigThatIsNotAFile(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "talosconfig")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	err := returns(t, "NewNodeClient with a FIFO talosconfig", func() error {
+		c, err := NewNodeClient(testCtx(t), NodeClientOptions{Talosconfig: fifo})
+		if err == nil {
+			c.Close() //nolint:errcheck // failing anyway
+		}
+
+		return err
+	})
+
+	if !errors.Is(err, userfile.ErrNotRegular) {
+		t.Fatalf("err = %v, want not a regular file", err)
+	}
+
+	for _, want := range []string{fifo, "a FIFO", "talos.talosconfig"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
 	}
 }
 

@@ -2,16 +2,15 @@ package talos
 
 import (
 	"fmt"
-	"os"
 
 	"go.yaml.in/yaml/v3"
 )
 
 // ReadAuditPolicy reads a user's audit.k8s.io/v1 Policy file as a generic object.
 func ReadAuditPolicy(path string) (map[string]any, error) {
-	data, err := os.ReadFile(path)
+	data, err := readUserFile("audit policy", path)
 	if err != nil {
-		return nil, fmt.Errorf("read audit policy: %w", err)
+		return nil, err
 	}
 
 	var policy map[string]any

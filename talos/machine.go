@@ -4,12 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
 	"github.com/siderolabs/talos/pkg/machinery/config/configpatcher"
 	"github.com/siderolabs/talos/pkg/machinery/config/machine"
 	"github.com/siderolabs/talos/pkg/machinery/config/types/k8s"
+
+	"github.com/hardstrap/hardstrap/internal/userfile"
 )
 
 // Style is how a machine config expresses Kubernetes settings.
@@ -48,9 +52,9 @@ type Machine struct {
 // Load reads the machine config at path and applies the user's patch files (strategic merge or
 // JSON6902, as talosctl accepts them) in order.
 func Load(path string, patchFiles ...string) (*Machine, error) {
-	data, err := os.ReadFile(path)
+	data, err := readUserFile("machine config", path)
 	if err != nil {
-		return nil, fmt.Errorf("read machine config %s: %w", path, err)
+		return nil, err
 	}
 
 	st, err := os.Stat(path)
@@ -82,7 +86,7 @@ func LoadBytes(name string, data []byte, patchFiles ...string) (*Machine, error)
 	original := cfg
 
 	if len(patchFiles) > 0 {
-		patches, err := configpatcher.LoadPatches(prefixAt(patchFiles))
+		patches, err := loadPatches(patchFiles)
 		if err != nil {
 			return nil, fmt.Errorf("load patches for %s: %w", name, err)
 		}
@@ -101,6 +105,11 @@ func LoadBytes(name string, data []byte, patchFiles ...string) (*Machine, error)
 		return nil, fmt.Errorf("machine config %s has no v1alpha1 machine section: is it a Talos machine config?", name)
 	}
 
+	// Talos refuses an unknown type; the machinery reads it as "unknown", which is no role.
+	if cfg.Machine().Type() == machine.TypeUnknown {
+		return nil, fmt.Errorf("machine config %s: machine.type %q is not a Talos machine type: set it to controlplane or worker (init and join, their legacy names, are accepted too)", name, cfg.RawV1Alpha1().MachineConfig.MachineType)
+	}
+
 	style, err := detectStyle(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("machine config %s: %w: keep one style", name, err)
@@ -109,17 +118,37 @@ func LoadBytes(name string, data []byte, patchFiles ...string) (*Machine, error)
 	return &Machine{Path: name, Raw: data, Config: cfg, Role: cfg.Machine().Type(), Style: style, Mode: 0o600, original: original}, nil
 }
 
-func prefixAt(files []string) []string {
-	out := make([]string, len(files))
+// loadPatches reads the patch files (a leading @, as talosctl writes them, is dropped) and loads
+// them as talosctl does. Each is passed to configpatcher as inline text: the added newline keeps
+// it from being taken for a file name, and changes no YAML or JSON.
+func loadPatches(files []string) ([]configpatcher.Patch, error) {
+	texts := make([]string, len(files))
+
 	for i, f := range files {
-		if len(f) > 0 && f[0] == '@' {
-			out[i] = f
-		} else {
-			out[i] = "@" + f
+		data, err := readUserFile("patch", strings.TrimPrefix(f, "@"))
+		if err != nil {
+			return nil, err
 		}
+
+		texts[i] = string(data) + "\n"
 	}
 
-	return out
+	return configpatcher.LoadPatches(texts)
+}
+
+// readUserFile reads a file the user named, bounded and only when it is a regular file, so
+// that a FIFO or a device is an error rather than a hang. what names the file in errors.
+func readUserFile(what, path string) ([]byte, error) {
+	data, err := userfile.Read(path, userfile.LimitManifest)
+
+	switch {
+	case errors.Is(err, userfile.ErrNotRegular), errors.Is(err, userfile.ErrTooLarge):
+		return nil, fmt.Errorf("read %s: %w: name the %s file itself", what, err, what)
+	case err != nil:
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+
+	return data, nil
 }
 
 // kubeKinds are the separate documents that carry Kubernetes settings in the multi-doc style.
@@ -160,3 +189,14 @@ func detectStyle(cfg config.Provider) (Style, error) {
 
 // IsControlPlane reports whether the machine runs the Kubernetes control plane.
 func (m *Machine) IsControlPlane() bool { return m.Role.IsControlPlane() }
+
+// NoControlPlane returns a warning when machines holds configs but none of them is a control
+// plane config, and "" otherwise: the settings hardstrap patches live in the control plane
+// config, so a list of workers hardens nothing. list names where the configs came from.
+func NoControlPlane(machines []*Machine, list string) string {
+	if len(machines) == 0 || slices.ContainsFunc(machines, (*Machine).IsControlPlane) {
+		return ""
+	}
+
+	return fmt.Sprintf("no control plane config among %s: the API server hardening (audit policy, OIDC, Pod Security admission) goes nowhere; add the control plane's machine config (machine.type controlplane, e.g. controlplane.yaml)", list)
+}

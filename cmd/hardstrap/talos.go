@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/internal/userfile"
 	"github.com/hardstrap/hardstrap/stages"
 	"github.com/hardstrap/hardstrap/talos"
 )
@@ -28,7 +30,9 @@ func talosCommand() *cli.Command {
 defaults, CNI and kube-proxy) to the given machine config files, in whichever style each
 file uses (v1alpha1 cluster.* fields or separate Kube* documents). Worker configs get
 nothing: those settings live in the control plane config. The result is validated with
-Talos' own machinery before anything is written.
+Talos' own machinery, and every file is patched and checked writable before the first
+is written: a file that fails leaves all of them as they were. A symbolic link is written
+through: the file it leads to is replaced, the link stays.
 
 With one FILE and no --out/--in-place, the patched config goes to stdout. A summary of the
 changes (and with -v the diff, secrets redacted) goes to stderr.
@@ -92,21 +96,108 @@ func talosPatch(c *cli.Context) error {
 	}
 
 	stderr := c.App.ErrWriter
+	toFiles := o.InPlace || o.Out != ""
 
-	for _, file := range o.Files {
-		res, err := talos.PatchFile(file, settings, o.Patches...)
-		if err != nil {
-			return err
+	// Every file is patched in memory first: one that fails stops the run before any is written.
+	results, err := patchAll(o, settings)
+	if err != nil {
+		if toFiles && !errors.Is(err, talos.ErrInvalidResult) { // that one says so itself
+			err = fmt.Errorf("no file was written: %w", err)
 		}
 
-		reportPatch(stderr, file, res, o.Verbose)
+		return err
+	}
 
-		if err := writePatch(c.App.Writer, stderr, file, res, o); err != nil {
-			return err
+	machines := make([]*talos.Machine, len(o.Files))
+
+	for i, file := range o.Files {
+		reportPatch(stderr, file, results[i], o.Verbose)
+		machines[i] = results[i].Machine
+	}
+
+	if w := talos.NoControlPlane(machines, "the files given"); w != "" {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+
+	if !toFiles {
+		_, err := c.App.Writer.Write(content(results[0]))
+		return err
+	}
+
+	batch, err := patchBatch(o, results)
+	if err != nil {
+		return err
+	}
+
+	written, err := batch.WriteAll()
+	for _, wr := range written {
+		if d := wr.Details(); d != "" {
+			fmt.Fprintf(stderr, "    wrote %s (%s)\n", wr.Path, d)
+		} else {
+			fmt.Fprintf(stderr, "    wrote %s\n", wr.Path)
 		}
 	}
 
-	return nil
+	return err
+}
+
+// patchAll patches every file in memory, in order, stopping at the first that fails.
+func patchAll(o talosPatchOptions, s talos.Settings) ([]*talos.Result, error) {
+	results := make([]*talos.Result, len(o.Files))
+
+	for i, file := range o.Files {
+		res, err := talos.PatchFile(file, s, o.Patches...)
+		if err != nil {
+			return nil, err
+		}
+
+		results[i] = res
+	}
+
+	return results, nil
+}
+
+// content is what a patched file holds: the patched config, or the file as read when nothing
+// changed.
+func content(res *talos.Result) []byte {
+	if res.Bytes != nil {
+		return res.Bytes
+	}
+
+	return res.Machine.Raw
+}
+
+// patchBatch lists the files to write: with --in-place the inputs that changed (each backed
+// up), with --out a copy of every input into DIR unless it already holds that content.
+func patchBatch(o talosPatchOptions, results []*talos.Result) (*talos.Batch, error) {
+	if o.InPlace {
+		b := &talos.Batch{Writer: &talos.Writer{Backup: true}}
+
+		for i, res := range results {
+			if res.Changed() {
+				b.Files = append(b.Files, talos.File{Path: o.Files[i], Data: res.Bytes, Mode: res.Machine.Mode})
+			}
+		}
+
+		return b, nil
+	}
+
+	if err := os.MkdirAll(o.Out, 0o700); err != nil {
+		return nil, fmt.Errorf("create --out directory: %w", err)
+	}
+
+	b := &talos.Batch{Writer: &talos.Writer{}}
+
+	for i, res := range results {
+		dest, data := filepath.Join(o.Out, filepath.Base(o.Files[i])), content(res)
+		if old, err := userfile.Read(dest, userfile.LimitManifest); err == nil && bytes.Equal(old, data) {
+			continue
+		}
+
+		b.Files = append(b.Files, talos.File{Path: dest, Data: data, Mode: res.Machine.Mode})
+	}
+
+	return b, nil
 }
 
 // checkOut refuses an --out DIR that would overwrite an input file (without the backup
@@ -159,45 +250,4 @@ func reportPatch(w io.Writer, file string, res *talos.Result, verbose bool) {
 	for _, warn := range res.Warnings {
 		fmt.Fprintf(w, "    warning: %s\n", warn)
 	}
-}
-
-func writePatch(stdout, stderr io.Writer, file string, res *talos.Result, o talosPatchOptions) error {
-	data := res.Bytes
-	if data == nil {
-		data = res.Machine.Raw
-	}
-
-	switch {
-	case o.InPlace:
-		if !res.Changed() {
-			return nil
-		}
-
-		wr, err := (&talos.Writer{Backup: true}).Write(file, data, res.Machine.Mode)
-		if err != nil {
-			return err
-		}
-
-		fmt.Fprintf(stderr, "    wrote %s (backup: %s)\n", file, wr.Backup)
-	case o.Out != "":
-		if err := os.MkdirAll(o.Out, 0o700); err != nil {
-			return fmt.Errorf("create --out directory: %w", err)
-		}
-
-		dest := filepath.Join(o.Out, filepath.Base(file))
-		if old, err := os.ReadFile(dest); err == nil && bytes.Equal(old, data) {
-			return nil
-		}
-
-		if _, err := (&talos.Writer{}).Write(dest, data, res.Machine.Mode); err != nil {
-			return err
-		}
-
-		fmt.Fprintf(stderr, "    wrote %s\n", dest)
-	default:
-		_, err := stdout.Write(data)
-		return err
-	}
-
-	return nil
 }

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/hardstrap/hardstrap/internal/filetest"
 )
 
 func TestTalosPatchStdout(t *testing.T) {
@@ -334,4 +336,170 @@ func TestTalosPatchFile(t *testing.T) {
 
 		assertUnchanged(t, ws.CP, cp0)
 	})
+}
+
+func TestTalosPatchWarnsWithoutControlPlane(t *testing.T) {
+	t.Parallel()
+
+	const warning = "warning: no control plane config among the files given: the API server hardening (audit policy, OIDC, Pod Security admission) goes nowhere"
+
+	ws := newWorkspace(t, styleLegacy, "")
+	out := t.TempDir()
+
+	for _, tc := range []struct {
+		name  string
+		files []string
+		want  bool
+	}{
+		{name: "a worker to stdout", files: []string{ws.Worker}, want: true},
+		{name: "a worker to --out", files: []string{ws.Worker, "--out", out}, want: true},
+		{name: "control plane and worker", files: []string{ws.CP, ws.Worker, "--out", out}},
+		{name: "control plane alone", files: []string{ws.CP}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := hardstrap(t, append([]string{"talos", "patch", "-f", ws.Config}, tc.files...)...)
+			if r.Code != exitOK {
+				t.Fatalf("talos patch: %s", r)
+			}
+
+			if got := strings.Contains(r.Stderr, warning); got != tc.want {
+				t.Errorf("stderr has the no-control-plane warning = %v, want %v: %q", got, tc.want, r.Stderr)
+			}
+		})
+	}
+}
+
+// TestTalosPatchWritesNoFileWhenOneFails patches a control plane config together with a file
+// that cannot be patched or written: none may be written, and the error names the culprit.
+func TestTalosPatchWritesNoFileWhenOneFails(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// setup returns the arguments after the files and the second file, given the
+		// workspace and a directory for it; a skip message skips the case.
+		setup func(t *testing.T, ws *workspace, dir string) (second string, args []string, skip string)
+		want  []string
+	}{
+		{
+			name: "unknown machine.type, in place",
+			setup: func(t *testing.T, ws *workspace, dir string) (string, []string, string) {
+				bad := filepath.Join(dir, "bad.yaml")
+				writeFile(t, bad, []byte(strings.Replace(string(ws.Configs.Worker), "\n    type: worker\n", "\n    type: banana\n", 1)), 0o600)
+
+				return bad, []string{"--in-place"}, ""
+			},
+			want: []string{"no file was written", "bad.yaml", `machine.type "banana"`},
+		},
+		{
+			name: "a directory in the way of --out",
+			setup: func(t *testing.T, ws *workspace, dir string) (string, []string, string) {
+				out := filepath.Join(dir, "out")
+				if err := os.MkdirAll(filepath.Join(out, "worker.yaml"), 0o700); err != nil {
+					t.Fatal(err)
+				}
+
+				return ws.Worker, []string{"--out", out}, ""
+			},
+			want: []string{"no file was written: cannot write ", "out/worker.yaml", "not a regular file"},
+		},
+		{
+			name: "immutable second file, in place",
+			setup: func(t *testing.T, ws *workspace, dir string) (string, []string, string) {
+				cp2 := filepath.Join(dir, "controlplane.yaml")
+				writeFile(t, cp2, ws.Configs.ControlPlane, 0o600)
+
+				if !filetest.Immutable(t, cp2) {
+					return "", nil, "chattr +i is not possible here (no chattr, no attributes on this file system, or no CAP_LINUX_IMMUTABLE)"
+				}
+
+				return cp2, []string{"--in-place"}, ""
+			},
+			want: []string{"no file was written: cannot write ", "operation not permitted"},
+		},
+		{
+			name: "read-only directory of the second file, in place",
+			setup: func(t *testing.T, ws *workspace, dir string) (string, []string, string) {
+				cp2 := filepath.Join(dir, "controlplane.yaml")
+				writeFile(t, cp2, ws.Configs.ControlPlane, 0o600)
+
+				if !filetest.ReadOnlyDir(t, dir) {
+					return "", nil, "runs as root, whom permission bits do not stop: the other cases cover root"
+				}
+
+				return cp2, []string{"--in-place"}, ""
+			},
+			want: []string{"no file was written: cannot write ", "its directory", "permission denied"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+
+			ws := newWorkspace(t, styleLegacy, "")
+			dir := t.TempDir()
+
+			second, args, skip := tc.setup(t, ws, dir)
+			if skip != "" {
+				t.Skip(skip)
+			}
+
+			cp0 := stat(t, ws.CP)
+
+			r := hardstrap(t, append([]string{"talos", "patch", "-f", ws.Config, ws.CP, second}, args...)...)
+			if r.Code != exitFailure {
+				t.Fatalf("want exit %d: %s", exitFailure, r)
+			}
+
+			for _, w := range tc.want {
+				if !strings.Contains(r.Stderr, w) {
+					t.Errorf("stderr lacks %q: %q", w, r.Stderr)
+				}
+			}
+
+			if strings.Contains(r.Stderr, "wrote ") {
+				t.Errorf("stderr reports a write: %q", r.Stderr)
+			}
+
+			assertUnchanged(t, ws.CP, cp0)
+
+			if b := backups(t, ws.CP); len(b) != 0 {
+				t.Errorf("backups left behind: %v", b)
+			}
+
+			if out := filepath.Join(dir, "out", "controlplane.yaml"); fileExists(out) {
+				t.Errorf("%s was written", out)
+			}
+		})
+	}
+}
+
+func TestTalosPatchInPlaceThroughSymlink(t *testing.T) {
+	t.Parallel()
+
+	ws := newWorkspace(t, styleLegacy, "")
+	real := filepath.Join(t.TempDir(), "controlplane.yaml")
+	writeFile(t, real, ws.Configs.ControlPlane, 0o600)
+
+	link := filepath.Join(ws.Dir, "linked.yaml")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+
+	r := hardstrap(t, "talos", "patch", "-i", "-f", ws.Config, link)
+	if r.Code != exitOK {
+		t.Fatalf("talos patch -i through a link: %s", r)
+	}
+
+	if to, err := os.Readlink(link); err != nil || to != real {
+		t.Fatalf("%s is no longer the link to %s (%q, %v)", link, real, to, err)
+	}
+
+	assertHardened(t, loadTalos(t, readFile(t, real)))
+
+	if b := backups(t, real); len(b) != 1 || !strings.Contains(r.Stderr, "through the link to "+real+"; backup: "+b[0]) {
+		t.Errorf("want one backup beside %s, named on stderr: %v, %q", real, b, r.Stderr)
+	}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }
