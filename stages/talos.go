@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/internal/pemcert"
 	"github.com/hardstrap/hardstrap/internal/userfile"
 	"github.com/hardstrap/hardstrap/talos"
 	"github.com/hardstrap/hardstrap/templates"
@@ -164,7 +165,13 @@ func TalosSettings(c *config.Cluster) (talos.Settings, error) {
 				return s, fmt.Errorf("apiServer.oidc.caFile: %w: name the PEM file of the issuer's CA", err)
 			}
 
-			s.OIDC.CAPEM = string(pem)
+			// Only the certificates go into the machine config: never other text the file holds.
+			_, certs, err := pemcert.Parse(pem)
+			if err != nil {
+				return s, fmt.Errorf("apiServer.oidc.caFile %s is %w: name a file with the issuer's CA certificates only", o.CAFile, err)
+			}
+
+			s.OIDC.CAPEM = string(certs)
 		}
 	}
 
