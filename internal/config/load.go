@@ -128,7 +128,7 @@ func parseNode(file string, data []byte) (*yaml.Node, error) {
 			return nil, &Errors{File: file, Errors: []FieldError{{File: file, Message: "the file is empty: start from `hardstrap init`"}}}
 		}
 
-		return nil, &Errors{File: file, Errors: decodeErrors(file, err)}
+		return nil, &Errors{File: file, Errors: syntaxErrors(file, data, err)}
 	}
 
 	var extra yaml.Node
@@ -139,14 +139,20 @@ func parseNode(file string, data []byte) (*yaml.Node, error) {
 			Message: "found a second YAML document: hardstrap.yaml holds exactly one Cluster document, remove the '---' and what follows"}}}
 	case !errors.Is(err, io.EOF):
 		// What follows the first document does not parse; it may be a second document.
-		return nil, &Errors{File: file, Errors: decodeErrors(file, err)}
+		return nil, &Errors{File: file, Errors: syntaxErrors(file, data, err)}
 	}
 
-	if len(doc.Content) == 0 {
+	// A document with nothing in it ("---" alone) is an empty file too.
+	if len(doc.Content) == 0 || isBlank(doc.Content[0]) {
 		return nil, &Errors{File: file, Errors: []FieldError{{File: file, Message: "the file is empty: start from `hardstrap init`"}}}
 	}
 
 	return doc.Content[0], nil
+}
+
+// isBlank reports whether n is the null a document without content holds (not a written null).
+func isBlank(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.Tag == "!!null" && n.Value == "" && n.Anchor == ""
 }
 
 // decodeErrors turns yaml errors ("yaml: line 3: ...") into located FieldErrors.
@@ -187,17 +193,6 @@ func decodeErrors(file string, err error) []FieldError {
 	}
 
 	return out
-}
-
-// isParserProblem says whether msg comes from go-yaml's parser rather than its scanner.
-func isParserProblem(msg string) bool {
-	for _, p := range []string{"did not find expected ", "found duplicate %", "found incompatible YAML document", "found undefined tag handle"} {
-		if strings.HasPrefix(msg, p) {
-			return true
-		}
-	}
-
-	return false
 }
 
 // Resolve returns p relative to the configuration file's directory (absolute paths are kept).

@@ -17,7 +17,7 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/invalid from the current error messages")
 
 // unlocated lists the fixtures whose only error cannot point at a line.
-var unlocated = map[string]bool{"empty": true, "comments-only": true}
+var unlocated = map[string]bool{"empty": true, "comments-only": true, "document-marker-only": true}
 
 // TestParseInvalid parses each testdata/invalid/NAME.yaml and compares the error to NAME.golden.
 // Run `go test ./internal/config -run TestParseInvalid -update` to rewrite the golden files, then
@@ -318,6 +318,28 @@ func TestLoadRefusesSpecialFiles(t *testing.T) {
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatalf("Load(%s) did not return", path)
+		}
+	}
+}
+
+// TestLineCount: lines are counted as YAML counts them, so that a location is never past the
+// end of the file.
+func TestLineCount(t *testing.T) {
+	for _, tt := range []struct {
+		data string
+		want int
+	}{
+		{"", 0},
+		{"a", 1},
+		{"a\n", 1},
+		{"a\nb", 2},
+		{"a\r\nb\r\n", 2},
+		{"\r0", 2},
+		{"a\u2028b\u0085c", 3},
+		{"\n\n", 2},
+	} {
+		if got := lineCount([]byte(tt.data)); got != tt.want {
+			t.Errorf("lineCount(%q) = %d, want %d", tt.data, got, tt.want)
 		}
 	}
 }

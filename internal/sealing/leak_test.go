@@ -57,6 +57,7 @@ func TestErrorsNeverQuoteSecrets(t *testing.T) {
 		{name: "ParseSecret: broken json", call: parse(`{"apiVersion":"v1","kind":"Secret","stringData":{"password":"` + leak + `"`)},
 		{name: "ParseSecret: metadata wrong type", call: parse("apiVersion: v1\nkind: Secret\nmetadata: {name: [" + leak + "]}\nstringData: {password: " + leak + "}\n")},
 		{name: "ParseSecret: annotation wrong type", call: parse("apiVersion: v1\nkind: Secret\nmetadata: {name: a, annotations: {x: [" + leak + "]}}\n")},
+		{name: "ParseSecret: the Secret on the document separator's line", call: parse("--- {apiVersion: v1, kind: Secret, stringData: {password: " + leak + "}}\n")},
 		{name: "ParseSecret: two documents", call: parse("apiVersion: v1\nkind: Secret\nstringData: {p: " + leak + "}\n---\napiVersion: v1\nkind: Secret\n")},
 		{name: "Seal: no name", call: seal(withLeak(func(s *corev1.Secret) { s.Name = "" }), Strict)},
 		{name: "Seal: no namespace", call: seal(withLeak(func(s *corev1.Secret) { s.Namespace = "" }), Strict)},

@@ -22,11 +22,17 @@ var quoted = regexp.MustCompile("`[^`]*`|\"[^\"]*\"|'[^']*'")
 // expected ("did not find expected ',' or '}'"): one character, never a value.
 var syntaxToken = regexp.MustCompile("^['\"`][,:\\[\\]{}\\-?#&*!|>%@]['\"`]$")
 
+// separatorLine matches the error of Kubernetes' YAML reader for a line that starts with "---"
+// and goes on ("--- {stringData: {password: x}}"): it repeats the rest of the line unquoted.
+var separatorLine = regexp.MustCompile(`(?s)(invalid Yaml document separator: ).*`)
+
 // redact removes quoted input from a decoder's error message, so that a value from a Secret
 // can never reach an error string, and keeps the rest (line numbers, and the single syntax
 // characters a parser says it expected).
 func redact(err error) string {
-	return quoted.ReplaceAllStringFunc(err.Error(), func(q string) string {
+	msg := separatorLine.ReplaceAllString(err.Error(), "${1}<redacted>")
+
+	return quoted.ReplaceAllStringFunc(msg, func(q string) string {
 		if syntaxToken.MatchString(q) {
 			return q
 		}
