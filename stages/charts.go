@@ -17,6 +17,7 @@ import (
 
 	"github.com/hardstrap/hardstrap/charts"
 	"github.com/hardstrap/hardstrap/internal/gate"
+	"github.com/hardstrap/hardstrap/internal/kube"
 )
 
 // DefaultHelmTimeout bounds each Helm operation, and its wait, when --timeout is not given.
@@ -28,6 +29,10 @@ const helmMaxHistory = 10
 // defaultNodeGrace is how long a release that waits gives the nodes to turn Ready after this
 // run installed the CNI: the kubelet reports Ready only some seconds after the CNI is up.
 const defaultNodeGrace = 2 * time.Minute
+
+// ErrOperationInProgress is returned when a release is pending so recently that the operation
+// that left it so may still be running.
+var ErrOperationInProgress = errors.New("another Helm operation on it may still be running")
 
 // ErrNoReadyNodes is returned when a release is to be waited for but no node can run its pods.
 var ErrNoReadyNodes = errors.New("no Ready nodes")
@@ -184,6 +189,13 @@ func (run *chartsRun) change(ctx context.Context, p *planned) (*Change, string, 
 		summary := []string{fmt.Sprintf("uninstalled with its history kept (revision %d): install chart %s again as revision %d", last.Version, p.chartName(), last.Version+1)}
 
 		return run.newChange(p, "install", summary, p.diff(nil), run.install(p, true)), "", nil
+	}
+
+	// A young pending revision may be another run's operation still in progress (an older
+	// hardstrap, or helm itself): recover only what nobody could still be working on.
+	if age := run.state.now().Sub(last.Info.LastDeployed.Time); age < kube.LockDuration {
+		return nil, "", fmt.Errorf("%s: revision %d is %s since %s ago: %w; hardstrap recovers a pending release only once it is %s old, so re-run in a moment if it stays so",
+			p.target(), last.Version, last.Info.Status, age.Round(time.Second), ErrOperationInProgress, kube.LockDuration)
 	}
 
 	ch, err := run.recoverChange(ctx, p, last, deployed)

@@ -574,6 +574,10 @@ func TestChartsConvergesFromEveryReleaseState(t *testing.T) {
 			desired, _ := normalValues(rels[0].Values)
 			f.seed(t, "kube-system", "cilium", desired, tt.seed)
 
+			// A pending revision is recovered once it is older than the lock's expiry: this
+			// run comes a minute after the seeded one was interrupted.
+			s.Now = func() time.Time { return time.Now().Add(time.Minute) }
+
 			c := mustPlan(t, st, s)
 
 			var want []string
@@ -983,5 +987,33 @@ func TestUpgradeSummaryShowsTheBump(t *testing.T) {
 
 	if strings.Contains(d, "s3cr3t") || strings.Contains(d, "--- values") {
 		t.Errorf("diff shows a secret default, or an empty diff of hardstrap's values:\n%s", d)
+	}
+}
+
+// TestChartsLeavesAYoungPendingReleaseAlone: a release pending for less than the lock's expiry
+// may be another run's operation in progress (paused, or an older hardstrap without the
+// lock): plan refuses to recover it instead of rolling it back under that run.
+func TestChartsLeavesAYoungPendingReleaseAlone(t *testing.T) {
+	f := newChartsFixture(t)
+	f.write(t, chartsConfig{onlyCNI: true})
+	f.chart(t, "cilium", "0.2.0")
+
+	s := f.state(t)
+
+	rels, err := charts.Releases(s.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	desired, _ := normalValues(rels[0].Values)
+	f.seed(t, "kube-system", "cilium", desired, []seedRev{{version: "0.1.0", status: release.StatusDeployed}, {version: "0.2.0", status: release.StatusPendingUpgrade}})
+
+	_, err = (&chartsStage{}).Plan(context.Background(), s)
+	if !errors.Is(err, ErrOperationInProgress) || !strings.Contains(err.Error(), "revision 2 is pending-upgrade") {
+		t.Fatalf("plan over a pending-upgrade revision just made: %v, want ErrOperationInProgress", err)
+	}
+
+	if h := f.history(t, "kube-system", "cilium"); len(h) != 2 || h[1].Info.Status != release.StatusPendingUpgrade {
+		t.Errorf("the young pending release was touched: %d revisions", len(h))
 	}
 }
