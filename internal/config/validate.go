@@ -101,6 +101,10 @@ func (v *validator) fileExists(path, p string) bool {
 	case st.IsDir():
 		v.errf(path, "%s is a directory, not a file", full)
 		return false
+	case !st.Mode().IsRegular():
+		// Reading a FIFO would wait for a writer, and a device may never end.
+		v.errf(path, "%s is %s, not a regular file", full, userfile.Kind(st.Mode()))
+		return false
 	}
 
 	return true
