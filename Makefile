@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 DEMO    := .demo
 
-.PHONY: all build demo demo-down test vet e2e e2e-kind e2e-vet bench clean
+.PHONY: all build demo demo-down test vet fuzz e2e e2e-kind e2e-vet bench clean
 
 all: build
 
@@ -50,6 +50,23 @@ test: vet ## unit and integration tests (no cluster needed)
 
 vet:
 	$(GO) vet ./...
+
+# Each fuzz target runs for FUZZTIME, one after another (go test fuzzes one target at a time);
+# a target that fails does not stop the others, and make fails at the end. Their seed corpora,
+# and the crashers kept in testdata/fuzz/, run in `make test` as ordinary tests.
+# FUZZMINIMIZETIME bounds how long each new input is shrunk: go's default (60s) spends most of a
+# short run minimizing in the packages that link Kubernetes' API types.
+FUZZTIME         ?= 60s
+FUZZMINIMIZETIME ?= 5s
+FUZZ_TARGETS     := FuzzParse:./internal/config FuzzPatch:./talos FuzzParseSecret:./internal/sealing FuzzCheck:./internal/podsecurity
+
+fuzz: ## run every fuzz target for FUZZTIME (default 60s); a crasher is kept in its package's testdata/fuzz/
+	@failed=; for t in $(FUZZ_TARGETS); do \
+		name=$${t%%:*}; pkg=$${t#*:}; \
+		echo "$(GO) test -run '^$$' -fuzz '^$$name$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) $$pkg"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) $$pkg || failed="$$failed $$name"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed (the failing inputs are in testdata/fuzz/ of their packages)"; exit 1; fi
 
 # The e2e module builds what its provider needs on first use (`lab build`: Kubernetes from source,
 # for kind also the offline node image) and keeps it in $(E2E_CACHE) (override with

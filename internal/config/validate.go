@@ -101,6 +101,10 @@ func (v *validator) fileExists(path, p string) bool {
 	case st.IsDir():
 		v.errf(path, "%s is a directory, not a file", full)
 		return false
+	case !st.Mode().IsRegular():
+		// Reading a FIFO would wait for a writer, and a device may never end.
+		v.errf(path, "%s is %s, not a regular file", full, userfile.Kind(st.Mode()))
+		return false
 	}
 
 	return true
@@ -276,7 +280,7 @@ func (v *validator) auditPolicyFile(p string) {
 
 	switch err := yaml.Unmarshal(data, &head); {
 	case err != nil:
-		v.errf("apiServer.audit.policyFile", "%s is not valid YAML: %v", p, err)
+		v.errf("apiServer.audit.policyFile", "%s is not valid YAML: %s", p, strings.TrimPrefix(err.Error(), "yaml: "))
 	case head.APIVersion != "audit.k8s.io/v1" || head.Kind != "Policy":
 		v.errf("apiServer.audit.policyFile", "%s must be an audit.k8s.io/v1 Policy, got apiVersion %q kind %q", p, head.APIVersion, head.Kind)
 	case len(head.Rules) == 0:

@@ -45,7 +45,7 @@ func Read(path string, limit int64) ([]byte, error) {
 	}
 
 	if !st.Mode().IsRegular() {
-		return nil, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w (%s)", ErrNotRegular, kind(st.Mode()))}
+		return nil, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w (%s)", ErrNotRegular, Kind(st.Mode()))}
 	}
 
 	if st.Size() > limit {
@@ -106,7 +106,9 @@ func Size(n int64) string {
 	}
 }
 
-func kind(m fs.FileMode) string {
+// Kind names what a file that is not a regular file is, for messages: "a directory", "a FIFO",
+// "a character device".
+func Kind(m fs.FileMode) string {
 	switch {
 	case m.IsDir():
 		return "a directory"
