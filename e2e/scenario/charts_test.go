@@ -5,10 +5,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	talosconfig "github.com/siderolabs/talos/pkg/machinery/config"
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/release"
+	helmtime "helm.sh/helm/v3/pkg/time"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 
@@ -138,8 +140,10 @@ func TestCharts(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		// What an interrupted `helm install` leaves behind.
+		// What an interrupted `helm install` leaves behind, a minute ago: older than the
+		// cluster lock's expiry, so no run can still be working on it.
 		rel.Info.Status = release.StatusPendingInstall
+		rel.Info.LastDeployed = helmtime.Time{Time: time.Now().Add(-time.Minute)}
 		if err := helm.Releases.Update(rel); err != nil {
 			t.Fatal(err)
 		}

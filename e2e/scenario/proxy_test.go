@@ -13,12 +13,17 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/hardstrap/hardstrap/internal/kube"
 )
+
+// lockPath is the API path of the cluster lock's Lease (and of its collection, for the create).
+var lockPath = "/apis/coordination.k8s.io/v1/namespaces/" + kube.LockNamespace + "/leases"
 
 // countingProxy sits between hardstrap and the API server and counts what hardstrap sends,
 // split into reads and writes. hardstrap reaches it through KUBECONFIG.
 type countingProxy struct {
-	reads, dryRuns, writes atomic.Int64
+	reads, dryRuns, writes, locks atomic.Int64
 	kubeconfig             string
 }
 
@@ -52,6 +57,8 @@ func newCountingProxy(b testing.TB, upstream *rest.Config) *countingProxy {
 			p.dryRuns.Add(1) // server-side dry runs persist nothing
 		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "reviews"):
 			p.reads.Add(1) // SubjectAccessReviews and friends are questions, stored nowhere
+		case strings.HasPrefix(r.URL.Path, lockPath):
+			p.locks.Add(1) // apply's own run lock: taken and given back, changes nothing it manages
 		default:
 			p.writes.Add(1)
 		}
@@ -82,4 +89,5 @@ func (p *countingProxy) reset() {
 	p.reads.Store(0)
 	p.dryRuns.Store(0)
 	p.writes.Store(0)
+	p.locks.Store(0)
 }
