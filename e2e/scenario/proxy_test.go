@@ -24,7 +24,7 @@ var lockPath = "/apis/coordination.k8s.io/v1/namespaces/" + kube.LockNamespace +
 // split into reads and writes. hardstrap reaches it through KUBECONFIG.
 type countingProxy struct {
 	reads, dryRuns, writes, locks atomic.Int64
-	kubeconfig             string
+	kubeconfig                    string
 }
 
 func newCountingProxy(b testing.TB, upstream *rest.Config) *countingProxy {
