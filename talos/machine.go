@@ -88,16 +88,16 @@ func LoadBytes(name string, data []byte, patchFiles ...string) (*Machine, error)
 	if len(patchFiles) > 0 {
 		patches, err := loadPatches(patchFiles)
 		if err != nil {
-			return nil, fmt.Errorf("load patches for %s: %w", name, err)
+			return nil, fmt.Errorf("load patches %s for %s: %w", strings.Join(patchFiles, ", "), name, err)
 		}
 
 		out, err := configpatcher.Apply(configpatcher.WithConfig(cfg), patches)
 		if err != nil {
-			return nil, fmt.Errorf("apply patches to %s: %w", name, err)
+			return nil, fmt.Errorf("apply patches %s to %s: %w", strings.Join(patchFiles, ", "), name, err)
 		}
 
 		if cfg, err = out.Config(); err != nil {
-			return nil, fmt.Errorf("apply patches to %s: %w", name, err)
+			return nil, fmt.Errorf("apply patches %s to %s: %w", strings.Join(patchFiles, ", "), name, err)
 		}
 	}
 

@@ -79,6 +79,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
+// missingRequiredFlag reports urfave/cli's error for a required flag left out (its type is
+// unexported): bad usage.
+func missingRequiredFlag(err error) bool {
+	return strings.HasPrefix(err.Error(), "Required flag")
+}
+
 func exitCode(err error) int {
 	var ue usageError
 
@@ -87,7 +93,7 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.Is(err, errChanges):
 		return exitChanges
-	case errors.As(err, &ue), errors.Is(err, config.ErrInvalid), errors.Is(err, stages.ErrUnknownStage), errors.Is(err, kube.ErrNoCluster):
+	case errors.As(err, &ue), missingRequiredFlag(err), errors.Is(err, config.ErrInvalid), errors.Is(err, stages.ErrUnknownStage), errors.Is(err, kube.ErrNoCluster):
 		return exitUsage
 	default:
 		return exitFailure
