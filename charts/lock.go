@@ -34,7 +34,12 @@ type Lock struct {
 
 	// file and lines say where entries were read from, for messages.
 	file string
+	// missing is set when there was no file to read.
+	missing bool
 }
+
+// Exists reports whether the lock was read from a file (not a missing one).
+func (l *Lock) Exists() bool { return !l.missing }
 
 // LockedChart is the chart archive of one release.
 type LockedChart struct {
@@ -73,7 +78,7 @@ func LockPath(configFile string) string {
 func ReadLock(path string) (*Lock, error) {
 	data, err := userfile.Read(path, userfile.LimitConfig)
 	if errors.Is(err, fs.ErrNotExist) {
-		return &Lock{Version: lockVersion, file: path}, nil
+		return &Lock{Version: lockVersion, file: path, missing: true}, nil
 	}
 
 	if err != nil {

@@ -68,7 +68,7 @@ func (*gateStage) Plan(ctx context.Context, s *State) (Changes, error) {
 
 	if lockCh != nil {
 		c.Items = append(c.Items, *lockCh)
-	} else if lk, _ := s.lockFile(); lk != nil && lk.exists {
+	} else if lk, _ := s.lockFile(); lk != nil && lk.old.Exists() {
 		c.Notes = append(c.Notes, fmt.Sprintf("%s: every chart and image matches", lk.path))
 	}
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -46,8 +45,6 @@ func (a *LockAccept) accepts(names []string) bool {
 type runLock struct {
 	path string
 	old  *charts.Lock
-	// exists is set when the file was there when the run read it.
-	exists bool
 	// charts are the entries of the releases fetched in this run, by "namespace/name".
 	charts map[string]charts.LockedChart
 }
@@ -64,8 +61,7 @@ func (s *State) lockFile() (*runLock, error) {
 			return
 		}
 
-		_, statErr := os.Stat(path)
-		s.lock = &runLock{path: path, old: old, exists: statErr == nil, charts: map[string]charts.LockedChart{}}
+		s.lock = &runLock{path: path, old: old, charts: map[string]charts.LockedChart{}}
 	})
 
 	return s.lock, s.lockErr
@@ -215,7 +211,7 @@ func (s *State) lockChange(rep *gate.Report, full bool) (*Change, error) {
 
 	ch := &Change{Action: "update", Target: "file " + lk.path, Summary: summary}
 
-	if !lk.exists {
+	if !lk.old.Exists() {
 		ch.Action = "create"
 		ch.Summary = append([]string{fmt.Sprintf("trust on first use: %s and %s; later runs refuse other digests for the same versions and tags",
 			Count(len(next.Charts), "chart"), Count(len(next.Images), "image"))}, summary...)
