@@ -143,11 +143,20 @@ func TestTalosStageNamesUnreadableConfigs(t *testing.T) {
 	f := newTalosFiles(t, "controlplane.yaml", "worker.yaml")
 	f.put(t, "controlplane.yaml", machine.TypeControlPlane)
 
+	f.put(t, "worker.yaml", machine.TypeWorker)
+	// config.Load refuses a FIFO already; this is the file turning into one
+	// between loading hardstrap.yaml and the stage reading it.
+	s := f.state(t)
+
+	if err := os.Remove(f.path("worker.yaml")); err != nil {
+		t.Fatal(err)
+	}
+
 	if err := syscall.Mkfifo(f.path("worker.yaml"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
-	_, err := f.plan(t, f.state(t))
+	_, err := f.plan(t, s)
 	if err == nil {
 		t.Fatal("plan of a FIFO machine config succeeded")
 	}
