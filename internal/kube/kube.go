@@ -6,7 +6,10 @@ package kube
 import (
 	"errors"
 	"fmt"
+	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -53,6 +56,54 @@ type Client struct {
 	Host string
 
 	warnings *Warnings
+	fence    *fence
+}
+
+// fence holds the check every write must pass (nil: none).
+type fence struct{ check atomic.Pointer[func() error] }
+
+// Fence makes every later write through c (and through the clients built from c.REST, Helm's
+// included) first call check and fail with its error; nil removes it. apply fences its writes
+// with its cluster lock, so a run that lost the lock writes nothing more. Writes of the lock's
+// own Lease are not fenced.
+func (c *Client) Fence(check func() error) {
+	if c.fence == nil {
+		return // a client built by hand (tests)
+	}
+
+	if check == nil {
+		c.fence.check.Store(nil)
+		return
+	}
+
+	c.fence.check.Store(&check)
+}
+
+// fencedTransport refuses writes when the fence's check fails.
+type fencedTransport struct {
+	next  http.RoundTripper
+	fence *fence
+}
+
+func (t fencedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if check := t.fence.check.Load(); check != nil && writes(req) {
+		if err := (*check)(); err != nil {
+			return nil, err
+		}
+	}
+
+	return t.next.RoundTrip(req)
+}
+
+// writes reports whether req may change the cluster, other than the lock's own Lease.
+func writes(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return false
+	}
+
+	return !strings.HasSuffix(req.URL.Path, "/namespaces/"+LockNamespace+"/leases/"+LockName) &&
+		!strings.HasSuffix(req.URL.Path, "/namespaces/"+LockNamespace+"/leases")
 }
 
 // New builds a Client from kubeconfig options.
@@ -83,6 +134,8 @@ func FromREST(cfg *rest.Config) (*Client, error) {
 	// client-go's default (5 requests/s) would throttle a plan of a few dozen objects; the
 	// server's own priority and fairness still applies.
 	cfg.QPS, cfg.Burst = 50, 100
+	f := &fence{}
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return fencedTransport{next: rt, fence: f} })
 
 	typed, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
@@ -94,7 +147,7 @@ func FromREST(cfg *rest.Config) (*Client, error) {
 		return nil, err
 	}
 
-	return &Client{Typed: typed, Dynamic: dyn, REST: cfg, Host: cfg.Host, warnings: w}, nil
+	return &Client{Typed: typed, Dynamic: dyn, REST: cfg, Host: cfg.Host, warnings: w, fence: f}, nil
 }
 
 // Warnings collects the API server's warning headers.

@@ -52,7 +52,18 @@ type Lock struct {
 	stop   chan struct{}
 	done   chan struct{}
 	cancel context.CancelCauseFunc
+
+	// validUntil is when this run must consider the lease gone, by its own clock, if no
+	// renewal succeeds before: the time the last successful write of the lease was sent, plus
+	// LockDuration less lockSkew. lost is set once a renewal found the lease taken over.
+	fence      sync.Mutex
+	validUntil time.Time
+	lost       bool
 }
+
+// lockSkew is the margin Check keeps against clock skew between this host and the one of a
+// run waiting to take the lease over.
+const lockSkew = LockDuration / 6
 
 // Holder names this process for the lock: "user@host pid N".
 func Holder() string {
@@ -103,7 +114,8 @@ func AcquireLock(ctx context.Context, client kubernetes.Interface, holder string
 // tryLock takes the lease if it is free or expired; otherwise it returns the holder's lease.
 func tryLock(ctx context.Context, client kubernetes.Interface, holder string) (*Lock, *coordinationv1.Lease, error) {
 	leases := client.CoordinationV1().Leases(LockNamespace)
-	now := metav1.NewMicroTime(time.Now())
+	sent := time.Now()
+	now := metav1.NewMicroTime(sent)
 	host, _ := os.Hostname()
 	seconds := int32(LockDuration / time.Second)
 
@@ -127,7 +139,7 @@ func tryLock(ctx context.Context, client kubernetes.Interface, holder string) (*
 			return nil, nil, fmt.Errorf("take the cluster lock (Lease %s/%s): %w", LockNamespace, LockName, err)
 		}
 
-		return &Lock{client: client, lease: created}, nil, nil
+		return &Lock{client: client, lease: created, validUntil: sent.Add(LockDuration - lockSkew)}, nil, nil
 	case err != nil:
 		return nil, nil, fmt.Errorf("read the cluster lock (Lease %s/%s): %w", LockNamespace, LockName, err)
 	}
@@ -151,7 +163,7 @@ func tryLock(ctx context.Context, client kubernetes.Interface, holder string) (*
 		return nil, nil, fmt.Errorf("take the cluster lock (Lease %s/%s): %w", LockNamespace, LockName, err)
 	}
 
-	return &Lock{client: client, lease: updated, Taken: taken}, nil, nil
+	return &Lock{client: client, lease: updated, Taken: taken, validUntil: sent.Add(LockDuration - lockSkew)}, nil, nil
 }
 
 // held reports whether l is held by a run that renewed it within its duration.
@@ -208,6 +220,10 @@ func (l *Lock) renew() {
 		cancel()
 
 		if errors.Is(err, ErrLockLost) {
+			l.fence.Lock()
+			l.lost = true
+			l.fence.Unlock()
+
 			if l.cancel != nil {
 				l.cancel(ErrLockLost)
 			}
@@ -233,7 +249,8 @@ func (l *Lock) renewOnce(ctx context.Context) error {
 	}
 
 	next := cur.DeepCopy()
-	now := metav1.NewMicroTime(time.Now())
+	sent := time.Now()
+	now := metav1.NewMicroTime(sent)
 	next.Spec.RenewTime = &now
 
 	updated, err := leases.Update(ctx, next, metav1.UpdateOptions{FieldManager: FieldManager})
@@ -246,6 +263,25 @@ func (l *Lock) renewOnce(ctx context.Context) error {
 	}
 
 	l.lease = updated
+
+	l.fence.Lock()
+	l.validUntil = sent.Add(LockDuration - lockSkew)
+	l.fence.Unlock()
+
+	return nil
+}
+
+// Check returns ErrLockLost once this run can no longer count on holding the lock: a renewal
+// found it taken over, or none succeeded for long enough that another run may have taken it
+// (this process was paused, or cut off from the API server). It asks no one, so a run that
+// wakes up from a pause is stopped before its first write, not after.
+func (l *Lock) Check() error {
+	l.fence.Lock()
+	defer l.fence.Unlock()
+
+	if l.lost || time.Now().After(l.validUntil) {
+		return ErrLockLost
+	}
 
 	return nil
 }

@@ -110,3 +110,35 @@ func TestLockLostCancelsTheRun(t *testing.T) {
 		t.Errorf("release removed the other run's lease: %+v, %v", got, err)
 	}
 }
+
+func TestLockCheckFailsOnceTheLeaseMayHaveExpired(t *testing.T) {
+	ctx := context.Background()
+
+	l, err := AcquireLock(ctx, k8sfake.NewClientset(), "alice@nas pid 1", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release(ctx) //nolint:errcheck // the fake has nothing to leak
+
+	if err := l.Check(); err != nil {
+		t.Fatalf("Check right after acquiring: %v", err)
+	}
+
+	// A pause longer than the lease: no renewal ran, and the clock moved past the lease.
+	l.fence.Lock()
+	l.validUntil = time.Now().Add(-time.Millisecond)
+	l.fence.Unlock()
+
+	if err := l.Check(); !errors.Is(err, ErrLockLost) {
+		t.Fatalf("Check after the lease's time ran out: %v, want ErrLockLost", err)
+	}
+
+	// A renewal that succeeds makes it valid again: the lease was never taken.
+	if err := l.renewOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := l.Check(); err != nil {
+		t.Fatalf("Check after a renewal: %v", err)
+	}
+}
