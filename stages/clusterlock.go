@@ -72,6 +72,7 @@ func (s *State) lockCluster(ctx context.Context, cancel context.CancelCauseFunc)
 	}
 
 	s.clusterLock, s.locked = l, true
+	client.Fence(l.Check)
 
 	return nil
 }
@@ -85,6 +86,10 @@ func (s *State) releaseCluster() error {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+
+	if client, err := s.KubeClient(); err == nil {
+		client.Fence(nil)
+	}
 
 	err := s.clusterLock.Release(ctx)
 	s.clusterLock, s.locked = nil, false
