@@ -164,3 +164,39 @@ func first(vals ...string) string {
 
 	return ""
 }
+
+// SealedSecretsController returns where c's sealed-secrets controller runs: its namespace and
+// the name of its Service (the chart's fullname: fullnameOverride when the values set one,
+// else the release name, suffixed with the chart's name unless it already contains it). A nil
+// c gives the pin's placement with hardstrap's default values.
+func SealedSecretsController(c *config.Cluster) (namespace, service string, err error) {
+	r := &config.Release{}
+	if c != nil {
+		r = &c.Secrets.SealedSecrets.Release
+	}
+
+	namespace, release := Placement(KeySealedSecrets, r)
+
+	defaults, err := DefaultValues(KeySealedSecrets, false)
+	if err != nil {
+		return "", "", err
+	}
+
+	vals := MergeValues(defaults, r.Values)
+	if s, ok := vals["fullnameOverride"].(string); ok && s != "" {
+		return namespace, s, nil
+	}
+
+	pin, _ := PinFor(KeySealedSecrets)
+
+	name := pin.Chart
+	if s, ok := vals["nameOverride"].(string); ok && s != "" {
+		name = s
+	}
+
+	if strings.Contains(release, name) {
+		return namespace, release, nil
+	}
+
+	return namespace, release + "-" + name, nil
+}

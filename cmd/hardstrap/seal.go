@@ -3,12 +3,16 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/hardstrap/hardstrap/charts"
+	"github.com/hardstrap/hardstrap/internal/config"
 	"github.com/hardstrap/hardstrap/internal/kube"
 	"github.com/hardstrap/hardstrap/internal/pemcert"
 	"github.com/hardstrap/hardstrap/internal/sealing"
@@ -26,8 +30,11 @@ from -f FILE or standard input and is never written anywhere; the SealedSecret g
 standard output.
 
 The controller's certificate comes from the cluster (its /v1/cert.pem through the API
-server's service proxy, --controller-namespace/--controller-name), or from --cert FILE
-for offline sealing (fetch it once with kubeseal --fetch-cert or from the cluster).
+server's service proxy), or from --cert FILE for offline sealing (fetch it once with
+kubeseal --fetch-cert or from the cluster). The controller is where hardstrap.yaml
+(--config, default ./hardstrap.yaml when there is one) installs it:
+secrets.sealedSecrets.namespace, its release name and values; --controller-namespace and
+--controller-name override that.
 
 Scopes (--scope): strict (default) binds the value to the Secret's name and namespace;
 namespace-wide allows renaming within the namespace; cluster-wide allows any name and
@@ -42,9 +49,7 @@ Examples:
 			&cli.StringFlag{Name: "scope", Value: "", Usage: "`SCOPE`: strict, namespace-wide or cluster-wide (default: the Secret's scope annotations, else strict)"},
 			&cli.StringFlag{Name: "cert", TakesFile: true, Usage: "seal for the controller certificate in `FILE` (PEM) instead of fetching it from the cluster"},
 			&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Value: "default", Usage: "the `NAMESPACE` of a Secret that declares none"},
-			&cli.StringFlag{Name: "controller-namespace", Value: sealing.DefaultControllerNamespace, Usage: "`NAMESPACE` of the sealed-secrets controller"},
-			&cli.StringFlag{Name: "controller-name", Value: sealing.DefaultControllerService, Usage: "`NAME` of the sealed-secrets controller's Service"},
-		}, kubeFlags()...),
+		}, append(controllerFlags(true), kubeFlags()...)...),
 		OnUsageError: onUsageError,
 		Action:       runSeal,
 	}
@@ -121,7 +126,12 @@ func sealingCert(c *cli.Context) ([]byte, error) {
 		return nil, fmt.Errorf("%w (or seal offline with --cert FILE)", err)
 	}
 
-	return sealing.FetchCert(c.Context, client.Typed, c.String("controller-namespace"), c.String("controller-name"))
+	ns, svc, err := controllerPlacement(c)
+	if err != nil {
+		return nil, err
+	}
+
+	return sealing.FetchCert(c.Context, client.Typed, ns, svc)
 }
 
 func secretsCommand() *cli.Command {
@@ -132,7 +142,9 @@ func secretsCommand() *cli.Command {
 			Name:  "backup",
 			Usage: "export the controller's sealing keys, encrypted to age recipients",
 			Description: `backup reads every sealing key Secret of the sealed-secrets controller and writes them to
-FILE encrypted to one or more age recipients (age1... public keys, or files of them). Name
+FILE encrypted to one or more age recipients (age1... public keys, or files of them). The
+keys are read from the controller's namespace, as hardstrap.yaml (--config) places it, or
+--controller-namespace. Name
 FILE in hardstrap.yaml under secrets.sealedSecrets.keyBackup, with the identity that
 decrypts it, and a rebuilt cluster gets the same keys back before its controller starts:
 every SealedSecret in Git keeps decrypting. The keys are never written in plaintext; the
@@ -144,8 +156,7 @@ Examples:
 			Flags: append([]cli.Flag{
 				&cli.StringFlag{Name: "to", Required: true, TakesFile: true, Usage: "write the encrypted backup to `FILE` (mode 0600, replaced atomically)"},
 				&cli.StringSliceFlag{Name: "recipient", Aliases: []string{"r"}, Required: true, Usage: "age `RECIPIENT` (age1...) or a file of recipients; repeat for several"},
-				&cli.StringFlag{Name: "controller-namespace", Value: sealing.DefaultControllerNamespace, Usage: "`NAMESPACE` of the sealed-secrets controller and its keys"},
-			}, kubeFlags()...),
+			}, append(controllerFlags(false), kubeFlags()...)...),
 			OnUsageError: onUsageError,
 			Action:       runBackup,
 		}},
@@ -158,12 +169,17 @@ func runBackup(c *cli.Context) error {
 		return usageError{fmt.Errorf("--recipient: %w", err)}
 	}
 
+	ns, _, err := controllerPlacement(c)
+	if err != nil {
+		return err
+	}
+
 	client, err := kube.New(kubeOptions(c))
 	if err != nil {
 		return err
 	}
 
-	keys, err := sealing.ListKeys(c.Context, client.Typed, c.String("controller-namespace"))
+	keys, err := sealing.ListKeys(c.Context, client.Typed, ns)
 	if err != nil {
 		return err
 	}
@@ -207,4 +223,82 @@ func writePrivate(path string, data []byte) error {
 	}
 
 	return os.Rename(tmp.Name(), path)
+}
+
+// Flags that say where the sealed-secrets controller runs.
+const (
+	flagConfig              = "config"
+	flagControllerNamespace = "controller-namespace"
+	flagControllerName      = "controller-name"
+)
+
+// controllerFlags locate the sealed-secrets controller: hardstrap.yaml, or the flags over it;
+// withService adds --controller-name (its Service).
+func controllerFlags(withService bool) []cli.Flag {
+	flags := []cli.Flag{
+		&cli.StringFlag{
+			Name: flagConfig, TakesFile: true, EnvVars: []string{"HARDSTRAP_CONFIG"},
+			Usage:       "the hardstrap config `FILE` that places the sealed-secrets controller (secrets.sealedSecrets)",
+			DefaultText: config.DefaultFile + " when there is one",
+		},
+		&cli.StringFlag{Name: flagControllerNamespace, Usage: "`NAMESPACE` of the sealed-secrets controller and its keys", DefaultText: "from --config, else the pin's"},
+	}
+
+	if withService {
+		flags = append(flags, &cli.StringFlag{Name: flagControllerName, Usage: "`NAME` of the sealed-secrets controller's Service", DefaultText: "from --config, else the pin's"})
+	}
+
+	return flags
+}
+
+// controllerPlacement returns the controller's namespace and Service: the flags when given,
+// else what hardstrap.yaml installs (--config; ./hardstrap.yaml when present), else the pin's
+// placement with hardstrap's default values.
+func controllerPlacement(c *cli.Context) (namespace, service string, err error) {
+	var cfg *config.Cluster
+
+	if !c.IsSet(flagControllerNamespace) || (!c.IsSet(flagControllerName) && hasFlag(c, flagControllerName)) {
+		file := c.String(flagConfig)
+		explicit := file != ""
+
+		if !explicit {
+			file = config.DefaultFile
+		}
+
+		cfg, err = config.Load(file)
+
+		switch {
+		case err == nil:
+		case !explicit && errors.Is(err, fs.ErrNotExist):
+			cfg = nil // no hardstrap.yaml here: the pin's placement
+		default:
+			return "", "", usageError{fmt.Errorf("%w (or pass --%s)", err, flagControllerNamespace)}
+		}
+	}
+
+	namespace, service, err = charts.SealedSecretsController(cfg)
+	if err != nil {
+		return "", "", err
+	}
+
+	if c.IsSet(flagControllerNamespace) {
+		namespace = c.String(flagControllerNamespace)
+	}
+
+	if c.IsSet(flagControllerName) {
+		service = c.String(flagControllerName)
+	}
+
+	return namespace, service, nil
+}
+
+// hasFlag reports whether the command defines the flag name.
+func hasFlag(c *cli.Context, name string) bool {
+	for _, f := range c.Command.Flags {
+		if slices.Contains(f.Names(), name) {
+			return true
+		}
+	}
+
+	return false
 }

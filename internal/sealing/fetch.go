@@ -11,28 +11,22 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// The defaults of kubeseal's --controller-namespace and --controller-name.
-const (
-	DefaultControllerNamespace = metav1.NamespaceSystem
-	DefaultControllerService   = "sealed-secrets-controller"
-)
-
 // certPath is the controller's HTTP endpoint serving its current certificate.
 const certPath = "/v1/cert.pem"
 
 // ErrNoController is returned by FetchCert when the controller's Service does not exist.
 var ErrNoController = errors.New("not found")
 
+// errNoPlacement is returned when the caller did not say where the controller runs.
+var errNoPlacement = errors.New("the sealed-secrets controller's namespace (and, for its certificate, its Service) must be given")
+
 // FetchCert fetches the controller's current certificate (PEM) the way kubeseal --fetch-cert
 // does: GET /v1/cert.pem through the API server's service proxy, on scheme http and the name of
-// the Service's first port. Empty namespace and service mean DefaultControllerNamespace and
-// DefaultControllerService.
+// the Service's first port. Where the controller runs is the caller's to say
+// (charts.SealedSecretsController owns the defaults).
 func FetchCert(ctx context.Context, client kubernetes.Interface, namespace, service string) ([]byte, error) {
-	if namespace == "" {
-		namespace = DefaultControllerNamespace
-	}
-	if service == "" {
-		service = DefaultControllerService
+	if namespace == "" || service == "" {
+		return nil, fmt.Errorf("fetch the sealing certificate: %w", errNoPlacement)
 	}
 	svcName := namespace + "/" + service
 	svc, err := client.CoreV1().Services(namespace).Get(ctx, service, metav1.GetOptions{})

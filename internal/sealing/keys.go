@@ -26,7 +26,7 @@ const KeyLabelActive = "active"
 // its value, as the sealed-secrets backup instructions select them), oldest first, then by name.
 func ListKeys(ctx context.Context, client kubernetes.Interface, namespace string) ([]corev1.Secret, error) {
 	if namespace == "" {
-		namespace = DefaultControllerNamespace
+		return nil, fmt.Errorf("list sealing keys: %w", errNoPlacement)
 	}
 	list, err := client.CoreV1().Secrets(namespace).List(ctx, metav1.ListOptions{LabelSelector: KeyLabel})
 	if err != nil {

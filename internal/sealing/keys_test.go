@@ -17,7 +17,7 @@ func keySecret(k testKey, name string, created time.Time) corev1.Secret {
 	return corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:              name,
-			Namespace:         DefaultControllerNamespace,
+			Namespace:         "kube-system",
 			Labels:            map[string]string{KeyLabel: KeyLabelActive},
 			Annotations:       map[string]string{"note": "dropped by backups"},
 			UID:               "0b8a6f6e-uid",
@@ -48,9 +48,9 @@ func TestListKeys(t *testing.T) {
 		objects   []corev1.Secret
 		want      []string
 	}{
-		{name: "sorted by creation then name", objects: []corev1.Secret{newer, olderB, olderA, retired, unlabelled, elsewhere}, want: []string{olderA.Name, olderB.Name, newer.Name, retired.Name}},
+		{name: "sorted by creation then name", namespace: "kube-system", objects: []corev1.Secret{newer, olderB, olderA, retired, unlabelled, elsewhere}, want: []string{olderA.Name, olderB.Name, newer.Name, retired.Name}},
 		{name: "other namespace", namespace: "default", objects: []corev1.Secret{newer, elsewhere}, want: []string{elsewhere.Name}},
-		{name: "none", objects: []corev1.Secret{unlabelled}, want: []string{}},
+		{name: "none", namespace: "kube-system", objects: []corev1.Secret{unlabelled}, want: []string{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
