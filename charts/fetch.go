@@ -21,6 +21,7 @@ import (
 	"helm.sh/helm/v3/pkg/registry"
 	"helm.sh/helm/v3/pkg/repo"
 
+	"github.com/hardstrap/hardstrap/internal/redact"
 	"github.com/hardstrap/hardstrap/internal/userfile"
 )
 
@@ -428,16 +429,16 @@ func (f *Fetcher) get(ctx context.Context, u string, limit int64) ([]byte, error
 	defer resp.Body.Close()
 
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", redact(u), resp.Status)
+		return nil, fmt.Errorf("GET %s: %s", redact.URL(u), resp.Status)
 	}
 
 	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", redact(u), err)
+		return nil, fmt.Errorf("GET %s: %w", redact.URL(u), err)
 	}
 
 	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("GET %s: larger than %d MiB", redact(u), limit>>20)
+		return nil, fmt.Errorf("GET %s: larger than %d MiB", redact.URL(u), limit>>20)
 	}
 
 	return data, nil

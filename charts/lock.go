@@ -12,6 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/hardstrap/hardstrap/internal/redact"
 	"github.com/hardstrap/hardstrap/internal/userfile"
 )
 
@@ -262,7 +263,7 @@ func (l *Lock) Write(path string) (bool, error) {
 // or a local path relative to dir (the lock file's directory), with forward slashes.
 func LockSource(s Source, dir string) string {
 	if s.Kind != SourceLocal {
-		return redact(s.URL)
+		return redact.URL(s.URL)
 	}
 
 	if rel, err := filepath.Rel(dir, s.URL); err == nil && filepath.IsAbs(s.URL) {

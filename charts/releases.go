@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/internal/redact"
 )
 
 // Release is one release the charts stage manages, resolved from hardstrap.yaml.
@@ -127,7 +128,7 @@ func source(c *config.Cluster, field string, pin Pin, r *config.Release) (Source
 		return s, nil
 	case strings.HasPrefix(src, "https://"), strings.HasPrefix(src, "http://"):
 		if ch.Name == "" {
-			return Source{}, fmt.Errorf("%s.chart.name is required with the Helm repository %s: the chart's name in its index", field, redact(src))
+			return Source{}, fmt.Errorf("%s.chart.name is required with the Helm repository %s: the chart's name in its index", field, redact.URL(src))
 		}
 
 		return Source{Kind: SourceHTTP, URL: src, Name: ch.Name, Version: first(version, pin.Version), SHA256: ch.SHA256}, nil

@@ -1,10 +1,11 @@
 package charts
 
 import (
-	"net/url"
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/hardstrap/hardstrap/internal/redact"
 )
 
 // SourceKind says what kind of place a chart comes from.
@@ -45,17 +46,7 @@ func (s Source) String() string {
 		name += " " + s.Version
 	}
 
-	return name + " from " + redact(s.URL)
-}
-
-// redact hides the password of a URL with user information.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-
-	return u.Redacted()
+	return name + " from " + redact.URL(s.URL)
 }
 
 // sameVersion compares chart versions, ignoring a leading "v" (Calico's charts are

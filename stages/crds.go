@@ -555,3 +555,10 @@ func quoted(list []string) string {
 
 	return strings.Join(q, ", ")
 }
+
+func sameJSON(a, b any) bool {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+
+	return errA == nil && errB == nil && string(ja) == string(jb)
+}

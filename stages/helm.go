@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 
 	"helm.sh/helm/v3/pkg/action"
@@ -23,6 +22,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/textdiff"
 
 	"github.com/hardstrap/hardstrap/internal/kube"
+	"github.com/hardstrap/hardstrap/internal/redact"
 )
 
 // helmDriver is where Helm keeps release records: Secrets in the release's namespace, as the
@@ -143,84 +143,17 @@ func normalValues(v map[string]any) (map[string]any, error) {
 // sameValues reports whether two normalised value trees are equal.
 func sameValues(a, b map[string]any) bool { return sameJSON(a, b) }
 
-// secretWords mark a values key whose value must never be shown.
-var secretWords = []string{"password", "passwd", "token", "secret", "key", "auth", "credential"}
-
-// secretKey reports whether a values key looks like it holds a secret. It errs on the side of
-// hiding: "apiKey", "existingSecret" and "keyFile" are all hidden.
-func secretKey(k string) bool {
-	k = strings.ToLower(k)
-
-	return slices.ContainsFunc(secretWords, func(w string) bool { return strings.Contains(k, w) })
-}
-
-// Redaction markers; a changed secret shows as a changed line without showing either value.
-const (
-	redacted        = "<redacted>"
-	redactedChanged = "<redacted, changed>"
-)
-
-// redact returns a copy of v with every string or number under a key that looks secret (at any
-// depth above it) replaced by a marker. other is the value at the same path on the other side
-// of the diff, nil when absent; on the new side (markChange) a secret that differs from other
-// gets a different marker, so the diff shows that it changed without showing either value.
-func redact(v, other any, hide, markChange bool) any {
-	switch t := v.(type) {
-	case map[string]any:
-		om, _ := other.(map[string]any)
-		out := make(map[string]any, len(t))
-
-		for k, x := range t {
-			out[k] = redact(x, om[k], hide || secretKey(k), markChange)
-		}
-
-		return out
-	case []any:
-		ol, _ := other.([]any)
-		out := make([]any, len(t))
-
-		for i, x := range t {
-			var o any
-			if i < len(ol) {
-				o = ol[i]
-			}
-
-			out[i] = redact(x, o, hide, markChange)
-		}
-
-		return out
-	case string, float64, int, int64:
-		switch {
-		case !hide:
-			return v
-		case markChange && other != nil && !sameJSON(v, other):
-			return redactedChanged
-		default:
-			return redacted
-		}
-	default:
-		return v // booleans and null say nothing secret
-	}
-}
-
-func sameJSON(a, b any) bool {
-	ja, errA := json.Marshal(a)
-	jb, errB := json.Marshal(b)
-
-	return errA == nil && errB == nil && string(ja) == string(jb)
-}
-
 // valuesDiff is a line diff of two value trees as YAML, secrets redacted.
 func valuesDiff(old, new map[string]any) string {
 	a, b := "", ""
 
 	if len(old) > 0 {
-		data, _ := yaml.Marshal(redact(old, new, false, false))
+		data, _ := yaml.Marshal(redact.Tree(old, new, false))
 		a = string(data)
 	}
 
 	if len(new) > 0 {
-		data, _ := yaml.Marshal(redact(new, old, false, true))
+		data, _ := yaml.Marshal(redact.Tree(new, old, true))
 		b = string(data)
 	}
 

@@ -13,7 +13,7 @@ import (
 
 	"github.com/hardstrap/hardstrap/internal/config"
 	"github.com/hardstrap/hardstrap/internal/kube"
-	apiredact "github.com/hardstrap/hardstrap/internal/redact"
+	"github.com/hardstrap/hardstrap/internal/redact"
 )
 
 // ESOGroup is the API group of External Secrets Operator.
@@ -79,7 +79,7 @@ func (*storesStage) Plan(ctx context.Context, s *State) (Changes, error) {
 
 		// The API server quotes invalid values, and a store's spec may hold a credential.
 		if err != nil {
-			return c, fmt.Errorf("secrets.externalSecrets.stores[%d]: %w", i, apiredact.APIError(err))
+			return c, fmt.Errorf("secrets.externalSecrets.stores[%d]: %w", i, redact.APIError(err))
 		}
 
 		if ch == nil {
@@ -92,7 +92,7 @@ func (*storesStage) Plan(ctx context.Context, s *State) (Changes, error) {
 		if apply := ch.apply; apply != nil {
 			ch.apply = func(ctx context.Context) (string, error) {
 				res, err := apply(ctx)
-				return res, apiredact.APIError(err)
+				return res, redact.APIError(err)
 			}
 		}
 		ch.Summary = append(ch.Summary, "provider "+providerName(st)+" (spec not shown: it may hold credentials)")

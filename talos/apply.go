@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/constants"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/hardstrap/hardstrap/internal/redact"
 	"github.com/hardstrap/hardstrap/internal/userfile"
 )
 
@@ -370,7 +370,7 @@ func (c *NodeClient) apply(ctx context.Context, node string, cfg []byte, mode Ap
 	return NodeResult{
 		Node:     node,
 		Mode:     modeName(msg.GetMode()),
-		Details:  redactSecrets(details),
+		Details:  redact.Text(details),
 		Changed:  dryRunChanged(details),
 		Warnings: slices.Clone(msg.GetWarnings()),
 	}, nil
@@ -439,127 +439,4 @@ func isDiffChangeLine(l string) bool {
 	}
 
 	return true
-}
-
-// redacted replaces secret values in node output.
-const redacted = "REDACTED"
-
-// secretLine matches "<diff marker><indent>[- ]<key>: <value>" in YAML (also
-// quoted keys as in JSON or Go struct dumps). Groups: 1 prefix up to the key,
-// 2 key, 3 from the closing quote to the value, 4 value.
-var secretLine = regexp.MustCompile(`^([+\- ]?[ \t]*(?:-[ \t]+)?["']?)([A-Za-z][A-Za-z0-9_-]*)(["']?[ \t]*:[ \t]*)(\S.*?)[ \t]*$`)
-
-// joinTokenParam catches a SideroLink join token in a URL (machine.siderolink
-// apiUrl: https://...?jointoken=...).
-var joinTokenParam = regexp.MustCompile(`(?i)(jointoken=)[^&\s"']+`)
-
-// secretKeyNames are Talos machine config keys whose values are secrets.
-// "crt" (certificates) is public and kept.
-var secretKeyNames = map[string]bool{
-	"key":                       true, // machine.ca.key, cluster.ca.key, cluster.serviceAccount.key, ...
-	"token":                     true, // machine.token, cluster.token (bootstrap token)
-	"secret":                    true, // cluster.secret
-	"privatekey":                true, // wireguard
-	"presharedkey":              true,
-	"aescbcencryptionsecret":    true,
-	"secretboxencryptionsecret": true,
-	"bootstraptoken":            true,
-	"jointoken":                 true,
-	"password":                  true, // registry auth
-	"passphrase":                true, // disk encryption static key
-	"auth":                      true, // registry auth string
-	"identitytoken":             true,
-	"clientkey":                 true,
-	"apikey":                    true,
-}
-
-// secretKeySuffixes catch other spellings, e.g. Go struct dumps (MachineToken,
-// ClusterSecret) that Talos 1.7/1.8 printed in "Documents diff:".
-var secretKeySuffixes = []string{"token", "secret", "password", "passphrase", "privatekey", "presharedkey"}
-
-func isSecretKey(k string) bool {
-	k = strings.ToLower(k)
-	if secretKeyNames[k] {
-		return true
-	}
-
-	for _, s := range secretKeySuffixes {
-		if strings.HasSuffix(k, s) {
-			return true
-		}
-	}
-
-	return false
-}
-
-// redactSecrets replaces the values of secret keys in text (usually a config
-// diff in a dry-run summary) with REDACTED, line by line, keeping each line's
-// diff marker, indentation and key. Block scalars ("key: |") have their
-// continuation lines redacted too.
-func redactSecrets(text string) string {
-	if text == "" {
-		return text
-	}
-
-	lines := strings.Split(text, "\n")
-
-	blockIndent := -1 // indentation of a secret key whose block scalar is being redacted
-
-	for i, l := range lines {
-		if blockIndent >= 0 {
-			marker, rest := splitDiffMarker(l)
-			ind := indentOf(rest)
-
-			if strings.TrimSpace(rest) != "" && ind > blockIndent {
-				lines[i] = marker + rest[:ind] + redacted
-
-				continue
-			}
-
-			if strings.TrimSpace(rest) == "" {
-				continue
-			}
-
-			blockIndent = -1
-		}
-
-		m := secretLine.FindStringSubmatch(l)
-		if m != nil && isSecretKey(m[2]) {
-			value := m[4]
-
-			switch {
-			case strings.HasPrefix(value, "|") || strings.HasPrefix(value, ">"):
-				_, rest := splitDiffMarker(l)
-				blockIndent = indentOf(rest)
-			case value == redacted || value == `"`+redacted+`"` || value == "null" || value == "{}" || value == "[]" || value == `""`:
-				// nothing secret to hide
-			default:
-				suffix := ""
-				if strings.HasSuffix(value, ",") { // keep Go/JSON list punctuation
-					suffix = ","
-				}
-
-				lines[i] = m[1] + m[2] + m[3] + redacted + suffix
-			}
-		}
-
-		lines[i] = joinTokenParam.ReplaceAllString(lines[i], "${1}"+redacted)
-	}
-
-	return strings.Join(lines, "\n")
-}
-
-// splitDiffMarker splits a leading unified-diff marker (+, - or space) off l.
-// A YAML list item "- x" at column 0 is not a diff marker, but treating it as
-// one is harmless for indentation comparisons.
-func splitDiffMarker(l string) (marker, rest string) {
-	if l != "" && (l[0] == '+' || l[0] == '-' || l[0] == ' ') {
-		return l[:1], l[1:]
-	}
-
-	return "", l
-}
-
-func indentOf(s string) int {
-	return len(s) - len(strings.TrimLeft(s, " \t"))
 }

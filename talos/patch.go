@@ -18,10 +18,9 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config/types/meta"
 	"github.com/siderolabs/talos/pkg/machinery/config/types/v1alpha1"
 	"github.com/siderolabs/talos/pkg/machinery/config/validation"
-)
 
-// Redacted replaces secret values (keys, tokens) in every diff and plan hardstrap prints.
-const Redacted = "REDACTED"
+	"github.com/hardstrap/hardstrap/internal/redact"
+)
 
 // Legacy-style OIDC CA placement: a machine file on the host, mounted into kube-apiserver.
 const (
@@ -124,7 +123,7 @@ func (m *Machine) Patch(s Settings) (*Result, error) {
 		return res, nil
 	}
 
-	diff, err := configdiff.DiffConfigs(m.original.RedactSecrets(Redacted), patched.RedactSecrets(Redacted))
+	diff, err := configdiff.DiffConfigs(m.original.RedactSecrets(redact.Marker), patched.RedactSecrets(redact.Marker))
 	if err != nil {
 		return nil, fmt.Errorf("diff %s: %w", m.Path, err)
 	}

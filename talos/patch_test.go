@@ -14,6 +14,8 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config/types/k8s"
 	"github.com/siderolabs/talos/pkg/machinery/config/types/v1alpha1"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/hardstrap/hardstrap/internal/redact"
 )
 
 const testCA = `-----BEGIN CERTIFICATE-----
@@ -345,7 +347,7 @@ func TestDiffRedactsSecrets(t *testing.T) {
 			}
 
 			// Talos redacts base64 fields with the base64 of the replacement.
-			redactedB64 := base64.StdEncoding.EncodeToString([]byte(Redacted))
+			redactedB64 := base64.StdEncoding.EncodeToString([]byte(redact.Marker))
 			if !strings.Contains(res.Diff, "cp.example.com") || !strings.Contains(res.Diff, "key: "+redactedB64) {
 				t.Fatalf("diff should show the certSANs change next to a redacted key:\n%s", res.Diff)
 			}

@@ -93,7 +93,7 @@ func TestSecretsRedacted(t *testing.T) {
 			}
 
 			// The diff must include the patched registry block, or the patch check proves nothing.
-			if !strings.Contains(r.Stderr, "registry.example.com") || !strings.Contains(r.Stderr, "REDACTED") {
+			if !strings.Contains(r.Stderr, "registry.example.com") || !strings.Contains(r.Stderr, "<redacted>") {
 				t.Errorf("talos patch -v diff should show the registry auth, redacted:\n%s", r.Stderr)
 			}
 
@@ -127,7 +127,7 @@ func TestSecretsRedacted(t *testing.T) {
 				t.Errorf("apply lost secrets from controlplane.yaml: kept %d of %d", len(leaked), len(ws.Configs.Secrets))
 			}
 
-			if strings.Contains(written, "REDACTED") || strings.Contains(written, "UkVEQUNURUQ=") {
+			if strings.Contains(written, "<redacted>") || strings.Contains(written, "PHJlZGFjdGVkPg==") {
 				t.Error("apply wrote redacted values into controlplane.yaml")
 			}
 		})

@@ -1,4 +1,6 @@
-// Package redact removes values that may be secret from messages hardstrap passes on.
+// Package redact is the one place that decides what may be secret and hides it: in diffs of
+// Helm values and Talos machine configs, in node output, in URLs, and in API errors hardstrap
+// passes on. Every hidden value becomes Marker (or Changed, in a diff, when it changed).
 package redact
 
 import (
@@ -10,7 +12,7 @@ import (
 // quoted or not (numbers, objects), up to the ": " that starts the detail.
 var fieldValue = regexp.MustCompile(`\b(Invalid value|Unsupported value|Duplicate value|Not found): ("(?:[^"\\]|\\.)*"|[^":]*?)(: |$|,|\])`)
 
-// Marker replaces what was removed.
+// Marker replaces a hidden value everywhere hardstrap prints one.
 const Marker = "<redacted>"
 
 // apiError is an API error with the values it quoted removed; the original stays reachable for
