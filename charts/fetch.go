@@ -21,6 +21,7 @@ import (
 	"helm.sh/helm/v3/pkg/registry"
 	"helm.sh/helm/v3/pkg/repo"
 
+	"github.com/hardstrap/hardstrap/internal/config"
 	"github.com/hardstrap/hardstrap/internal/redact"
 	"github.com/hardstrap/hardstrap/internal/userfile"
 )
@@ -150,12 +151,12 @@ func (f *Fetcher) cacheDir() (string, error) {
 		return f.CacheDir, nil
 	}
 
-	base, err := os.UserCacheDir()
+	root, err := config.CacheDir()
 	if err != nil {
-		return "", fmt.Errorf("find the chart cache directory (set one explicitly): %w", err)
+		return "", err
 	}
 
-	return filepath.Join(base, "hardstrap", "charts"), nil
+	return filepath.Join(root, "charts"), nil
 }
 
 func (f *Fetcher) cachePath(hexDigest string) (string, error) {

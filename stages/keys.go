@@ -15,6 +15,7 @@ import (
 
 	"github.com/hardstrap/hardstrap/charts"
 	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/internal/kube"
 	"github.com/hardstrap/hardstrap/internal/sealing"
 	"github.com/hardstrap/hardstrap/internal/userfile"
 )
@@ -99,7 +100,7 @@ func createKey(api secretCreator, k corev1.Secret, ns string) func(context.Conte
 			Data:       k.Data,
 		}
 
-		if _, err := api.Create(ctx, obj, metav1.CreateOptions{FieldManager: "hardstrap"}); err != nil {
+		if _, err := api.Create(ctx, obj, metav1.CreateOptions{FieldManager: kube.FieldManager}); err != nil {
 			return "", fmt.Errorf("create Secret %s/%s: %w", ns, k.Name, err)
 		}
 

@@ -2,9 +2,6 @@ package stages
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -156,12 +153,7 @@ func (s *State) cacheDir() (string, error) {
 		return s.CacheDir, nil
 	}
 
-	base, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("no cache directory (set XDG_CACHE_HOME or HOME): %w", err)
-	}
-
-	return filepath.Join(base, "hardstrap"), nil
+	return config.CacheDir()
 }
 
 // Nodes returns the Talos API client, creating it on first use.

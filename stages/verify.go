@@ -15,6 +15,7 @@ import (
 
 	"github.com/hardstrap/hardstrap/internal/config"
 	"github.com/hardstrap/hardstrap/internal/kube"
+	"github.com/hardstrap/hardstrap/internal/policy"
 )
 
 // ErrVerifyFailed is returned when any verify check fails.
@@ -239,7 +240,7 @@ func automountCheck(ctx context.Context, client *kube.Client, ns string) Check {
 func defaultDenyCheck(ctx context.Context, client *kube.Client, ns string) Check {
 	name := "networkpolicy " + ns + " denies by default"
 
-	np, err := client.Typed.NetworkingV1().NetworkPolicies(ns).Get(ctx, "hardstrap-default-deny", metav1.GetOptions{})
+	np, err := client.Typed.NetworkingV1().NetworkPolicies(ns).Get(ctx, policy.DefaultDenyName, metav1.GetOptions{})
 	if err != nil {
 		return Check{Status: Fail, Name: name, Evidence: err.Error()}
 	}

@@ -1,6 +1,9 @@
 package config
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"time"
 )
@@ -26,6 +29,17 @@ const DefaultProbeTimeout = 60 * time.Second
 // MinProbeTimeout is the shortest probe timeout accepted: the probe starts a server pod and two
 // client pods, one of which waits 5 seconds for a connection that must not come.
 const MinProbeTimeout = 10 * time.Second
+
+// CacheDir is the root of everything hardstrap caches (charts, the gate's database and
+// verdicts): os.UserCacheDir()/hardstrap.
+func CacheDir() (string, error) {
+	base, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("no cache directory (set XDG_CACHE_HOME or HOME): %w", err)
+	}
+
+	return filepath.Join(base, "hardstrap"), nil
+}
 
 // DefaultSeverities are the Trivy severities that block the image gate.
 var DefaultSeverities = []string{"HIGH", "CRITICAL"}

@@ -23,7 +23,7 @@ var (
 	ApplyModes     = []string{"auto", "no-reboot", "staged", "try"}
 	CNINames       = []string{"cilium", "calico", "none"}
 	PSSLevels      = []string{"privileged", "baseline", "restricted"}
-	Severities     = []string{"UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL"}
+	Severities     = []string{"UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL"} // Trivy's, least severe first
 	SubjectKinds   = []string{"User", "Group", "ServiceAccount"}
 	pssVersion     = regexp.MustCompile(`^(latest|v1\.[0-9]+)$`)
 	sha256Hex      = regexp.MustCompile(`^[0-9a-f]{64}$`)

@@ -3,16 +3,24 @@ package gate
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/hardstrap/hardstrap/internal/config"
 )
 
 // topFindings is how many blocking vulnerabilities the table lists under a blocked image.
 const topFindings = 5
 
 // severityColumns are the count columns of the table, most severe first.
-var severityColumns = []string{"CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN"}
+var severityColumns = func() []string {
+	s := slices.Clone(config.Severities)
+	slices.Reverse(s)
+
+	return s
+}()
 
 // RenderText prints the report as a table: image, digest, signature, counts by severity and the
 // verdict; under a blocked image its reasons and top vulnerabilities with the fixed version.

@@ -20,6 +20,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/hardstrap/hardstrap/internal/config"
+
 	"github.com/aquasecurity/trivy-db/pkg/db"
 	"github.com/aquasecurity/trivy-db/pkg/metadata"
 	dbtypes "github.com/aquasecurity/trivy-db/pkg/types"
@@ -37,9 +39,6 @@ import (
 	"github.com/aquasecurity/trivy/pkg/vulnerability"
 )
 
-// DefaultSeverities is the threshold used when Scanner.Severities is empty.
-var DefaultSeverities = []string{"CRITICAL", "HIGH"}
-
 // Ignored is one entry of the ignore list: a vulnerability ID, why it is
 // accepted, and until when. A zero Expires never expires.
 type Ignored struct {
@@ -55,7 +54,7 @@ type Scanner struct {
 	DBDir string
 	// CacheDir, when set, caches scans by image digest + DB UpdatedAt.
 	CacheDir string
-	// Severities that block (default DefaultSeverities). Case-insensitive.
+	// Severities that block (default config.DefaultSeverities). Case-insensitive.
 	Severities []string
 	// IgnoreUnfixed drops findings that have no fixed version.
 	IgnoreUnfixed bool
@@ -209,7 +208,7 @@ func (s *Scanner) Scan(ctx context.Context, imageRef string, opts ...remote.Opti
 
 func normSeverities(in []string) ([]string, error) {
 	if len(in) == 0 {
-		return slices.Clone(DefaultSeverities), nil
+		return slices.Clone(config.DefaultSeverities), nil
 	}
 	out := make([]string, 0, len(in))
 	for _, s := range in {
