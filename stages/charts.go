@@ -45,7 +45,7 @@ type chartsStage struct {
 	nodeGrace time.Duration
 }
 
-var _ Stage = (*chartsStage)(nil)
+var _ Planner = (*chartsStage)(nil)
 
 func (*chartsStage) Name() string  { return "charts" }
 func (*chartsStage) Title() string { return "Installing charts" }
@@ -101,6 +101,17 @@ func (st *chartsStage) Plan(ctx context.Context, s *State) (Changes, error) {
 		if ch == nil {
 			c.Notes = append(c.Notes, note)
 			continue
+		}
+
+		if r.Key == charts.KeyExternalSecrets {
+			s.esoPlanned = true
+			apply := ch.apply
+			ch.apply = func(ctx context.Context) (string, error) {
+				res, err := apply(ctx)
+				s.esoApplied = s.esoApplied || err == nil
+
+				return res, err
+			}
 		}
 
 		c.Items = append(c.Items, *ch)

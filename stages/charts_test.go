@@ -282,7 +282,7 @@ func actions(c Changes) []string {
 	return out
 }
 
-func mustPlan(t *testing.T, st Stage, s *State) Changes {
+func mustPlan(t *testing.T, st Planner, s *State) Changes {
 	t.Helper()
 
 	c, err := st.Plan(context.Background(), s)
@@ -293,7 +293,7 @@ func mustPlan(t *testing.T, st Stage, s *State) Changes {
 	return c
 }
 
-func mustApply(t *testing.T, st Stage, s *State, c Changes) {
+func mustApply(t *testing.T, st Planner, s *State, c Changes) {
 	t.Helper()
 
 	if err := st.Apply(context.Background(), s, c); err != nil {

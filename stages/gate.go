@@ -24,7 +24,7 @@ import (
 // charts stage installs anything. It changes nothing; a blocked image stops the run.
 type gateStage struct{}
 
-var _ Stage = (*gateStage)(nil)
+var _ Planner = (*gateStage)(nil)
 
 func (*gateStage) Name() string  { return "gate" }
 func (*gateStage) Title() string { return "Checking images (Trivy, Cosign)" }
@@ -61,7 +61,7 @@ func (*gateStage) Plan(ctx context.Context, s *State) (Changes, error) {
 
 	s.Pins = rep.Pins()
 
-	lockCh, err := s.lockChange(rep, slices.Contains(s.Selected, "charts"))
+	lockCh, err := s.lockChange(rep, runs[*chartsStage](s))
 	if err != nil {
 		return c, err
 	}
@@ -101,7 +101,7 @@ func collectImages(ctx context.Context, s *State) (*gate.Set, error) {
 	set := &gate.Set{}
 	cfg := s.Config
 
-	if slices.Contains(s.Selected, "charts") {
+	if runs[*chartsStage](s) {
 		rels, err := charts.Releases(cfg)
 		if err != nil {
 			return nil, err
@@ -237,7 +237,7 @@ func Gate(ctx context.Context, s *State, images []string) (*gate.Report, error) 
 	set := &gate.Set{}
 
 	if len(images) == 0 {
-		s.Selected = []string{"gate", "charts"}
+		s.Stages = withCharts()
 
 		var err error
 		if set, err = collectImages(ctx, s); err != nil {

@@ -84,12 +84,16 @@ func (f *gateFixture) state(t *testing.T, selected ...string) *State {
 		t.Fatalf("load hardstrap.yaml: %v", err)
 	}
 
-	if len(selected) == 0 {
-		selected = []string{"gate", "charts"}
+	list := withCharts()
+	if len(selected) > 0 {
+		var err error
+		if list, err = Select(selected, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	return &State{
-		Config: cfg, Selected: selected, Now: func() time.Time { return gatetest.Now },
+		Config: cfg, Stages: list, Now: func() time.Time { return gatetest.Now },
 		Fetcher:  &charts.Fetcher{CacheDir: filepath.Join(f.dir, "cache", "charts")},
 		CacheDir: filepath.Join(f.dir, "cache"),
 	}

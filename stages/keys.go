@@ -26,7 +26,7 @@ import (
 // a key that exists, and never prints key material: keys are named by fingerprint.
 type keysStage struct{}
 
-var _ Stage = (*keysStage)(nil)
+var _ Planner = (*keysStage)(nil)
 
 func (*keysStage) Name() string  { return "keys" }
 func (*keysStage) Title() string { return "Restoring sealing keys" }

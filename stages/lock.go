@@ -295,7 +295,7 @@ type LockResult struct {
 // the gate blocks an image.
 func UpdateLock(ctx context.Context, s *State, only []string) (*LockResult, error) {
 	s.Accept = &LockAccept{All: len(only) == 0, Names: only}
-	s.Selected = []string{"gate", "charts"}
+	s.Stages = withCharts()
 
 	set, err := collectImages(ctx, s)
 	if err != nil {

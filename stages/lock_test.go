@@ -233,7 +233,7 @@ secrets:
 			t.Fatal(err)
 		}
 
-		return &State{Config: cfg, Selected: []string{"gate", "charts"}, Fetcher: &charts.Fetcher{CacheDir: filepath.Join(dir, "cache")}}
+		return &State{Config: cfg, Stages: withCharts(), Fetcher: &charts.Fetcher{CacheDir: filepath.Join(dir, "cache")}}
 	}
 
 	// fetch fetches the release's chart as the gate and the charts stage do.

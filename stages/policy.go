@@ -30,7 +30,7 @@ var ErrViolatingPods = errors.New("raising Pod Security enforcement would leave 
 // hygiene and default-deny NetworkPolicies, and prunes what the config no longer names.
 type policyStage struct{}
 
-var _ Stage = (*policyStage)(nil)
+var _ Planner = (*policyStage)(nil)
 
 func (*policyStage) Name() string  { return "policy" }
 func (*policyStage) Title() string { return "Applying namespaces, RBAC and network policies" }

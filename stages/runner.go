@@ -68,10 +68,7 @@ func Run(ctx context.Context, s *State, list []Stage, o Options) (*Report, error
 
 	defer func() { rep.Elapsed = Duration(time.Since(start)) }()
 
-	s.Selected = s.Selected[:0]
-	for _, st := range list {
-		s.Selected = append(s.Selected, st.Name())
-	}
+	s.Stages = list
 
 	// One apply at a time: the local lock on hardstrap.yaml's files now, the cluster's before
 	// the first stage that writes to it plans.
@@ -132,6 +129,36 @@ func Run(ctx context.Context, s *State, list []Stage, o Options) (*Report, error
 }
 
 func runStage(ctx context.Context, s *State, st Stage, sr *StageReport, dryRun bool) error {
+	switch st := st.(type) {
+	case Checker:
+		return runCheck(ctx, s, st, sr, dryRun)
+	case Planner:
+		return runPlanner(ctx, s, st, sr, dryRun)
+	default:
+		return fmt.Errorf("stage %s neither plans nor checks", st.Name())
+	}
+}
+
+// runCheck runs a Checker when the run applies; a plan only notes that it will.
+func runCheck(ctx context.Context, s *State, st Checker, sr *StageReport, dryRun bool) error {
+	sr.Items, sr.Status = []Change{}, StatusUpToDate
+
+	if dryRun {
+		sr.Notes = append(sr.Notes, st.Later())
+		return nil
+	}
+
+	checks, err := st.Check(ctx, s)
+	sr.Checks = checks
+
+	if err != nil {
+		return err
+	}
+
+	return Verdict(checks, false)
+}
+
+func runPlanner(ctx context.Context, s *State, st Planner, sr *StageReport, dryRun bool) error {
 	c, err := st.Plan(ctx, s)
 	if c.Items == nil {
 		c.Items = []Change{} // "changes": [] rather than null in -o json

@@ -17,10 +17,26 @@ type Stage interface {
 	Name() string
 	// Title is the progress line shown while the stage runs, e.g. "Patching Talos machine config".
 	Title() string
+}
+
+// Planner is a stage that changes things: it plans, and apply makes exactly what it planned
+// (talos, gate's hardstrap.lock, keys, charts, policy, stores).
+type Planner interface {
+	Stage
 	// Plan works out what would change. It reads only; empty Changes mean up to date.
 	Plan(ctx context.Context, s *State) (Changes, error)
 	// Apply performs exactly the changes Plan returned.
 	Apply(ctx context.Context, s *State, c Changes) error
+}
+
+// Checker is a stage that judges the cluster and keeps nothing (verify). The runner calls Check
+// only when the run applies, after the stages before it have applied: a plan has nothing
+// applied yet to judge, and says so. A failed check fails the run.
+type Checker interface {
+	Stage
+	Check(ctx context.Context, s *State) ([]Check, error)
+	// Later is the note a plan shows in place of the checks.
+	Later() string
 }
 
 // Change is one planned change to one object.

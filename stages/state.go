@@ -2,6 +2,7 @@ package stages
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -38,8 +39,6 @@ type State struct {
 	Kube kube.Options
 	// NewKube creates the Kubernetes client; nil uses kube.New.
 	NewKube func(o kube.Options) (*kube.Client, error)
-	// DryRun is set for plan: stages that only prove things (verify) skip themselves.
-	DryRun bool
 	// AllowViolatingPods lets apply raise a namespace's enforce level over running pods that
 	// violate it (--allow-violating-pods).
 	AllowViolatingPods bool
@@ -58,9 +57,14 @@ type State struct {
 	// Timeout bounds each Helm operation and its wait (--timeout); 0 uses DefaultHelmTimeout.
 	Timeout time.Duration
 
-	// Selected are the names of the stages this run performs, set by Run: the gate checks the
-	// charts' images only when the charts stage runs.
-	Selected []string
+	// Stages are the stages this run performs, set by Run: the gate checks the charts' images
+	// only when the charts stage runs (runs[*chartsStage]).
+	Stages []Stage
+
+	// esoPlanned and esoApplied are set by the charts stage when it plans, then applies, an
+	// install or upgrade of the External Secrets operator: the stores stage then notes that
+	// the CRDs come with apply, or waits for them to be served.
+	esoPlanned, esoApplied bool
 	// Registry reaches container registries (auth, transport) for the gate; nil uses the
 	// default keychain (~/.docker/config.json, credential helpers).
 	Registry []remote.Option
@@ -200,3 +204,12 @@ func (s *State) Close() error {
 
 	return nil
 }
+
+// runs reports whether this run performs a stage of type T.
+func runs[T Stage](s *State) bool {
+	return slices.ContainsFunc(s.Stages, func(st Stage) bool { _, ok := st.(T); return ok })
+}
+
+// withCharts is the selection of the commands that judge what a run with the charts stage
+// would deploy (gate, lock update).
+func withCharts() []Stage { return []Stage{&gateStage{}, &chartsStage{}} }

@@ -3,7 +3,6 @@ package stages
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sort"
 	"time"
 
@@ -30,7 +29,7 @@ const ESOVersion = "v1"
 // Diffs are not shown: a provider spec may hold credentials.
 type storesStage struct{}
 
-var _ Stage = (*storesStage)(nil)
+var _ Planner = (*storesStage)(nil)
 
 func (*storesStage) Name() string  { return "stores" }
 func (*storesStage) Title() string { return "Applying External Secrets stores" }
@@ -56,7 +55,7 @@ func (*storesStage) Plan(ctx context.Context, s *State) (Changes, error) {
 		return err == nil, err
 	})
 	if err != nil {
-		if s.DryRun && s.Config.Secrets.ExternalSecrets.IsEnabled() {
+		if s.esoPlanned && !s.esoApplied {
 			c.Notes = append(c.Notes, "the External Secrets CRDs are not served yet: the stores are validated when apply has installed the operator")
 			return c, nil
 		}
@@ -105,10 +104,10 @@ func (*storesStage) Plan(ctx context.Context, s *State) (Changes, error) {
 // Apply applies the planned stores.
 func (*storesStage) Apply(ctx context.Context, _ *State, c Changes) error { return applyAll(ctx, c) }
 
-// storesCRDWait is how long apply waits for the External Secrets CRDs to be served: the charts
-// stage may have installed them a moment ago. Plan does not wait.
+// storesCRDWait is how long the stage waits for the External Secrets CRDs to be served: only
+// when the charts stage installed or upgraded the operator a moment ago, in this run.
 func storesCRDWait(s *State) time.Duration {
-	if s.DryRun || !s.Config.Secrets.ExternalSecrets.IsEnabled() || !slices.Contains(s.Selected, "charts") {
+	if !s.esoApplied {
 		return 0
 	}
 

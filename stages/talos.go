@@ -16,7 +16,7 @@ import (
 // listed, applies them through the Talos API.
 type talosStage struct{}
 
-var _ Stage = (*talosStage)(nil)
+var _ Planner = (*talosStage)(nil)
 
 func (*talosStage) Name() string  { return "talos" }
 func (*talosStage) Title() string { return "Patching Talos machine config" }

@@ -43,32 +43,16 @@ type Check struct {
 // traffic probe (verify_netprobe.go) are deleted once it has run.
 type verifyStage struct{}
 
-var _ Stage = (*verifyStage)(nil)
+var _ Checker = (*verifyStage)(nil)
 
 func (*verifyStage) Name() string  { return "verify" }
 func (*verifyStage) Title() string { return "Verifying the cluster" }
 
-// Plan runs the checks (after apply; plan skips them, since nothing has been applied yet).
-func (*verifyStage) Plan(ctx context.Context, s *State) (Changes, error) {
-	var c Changes
+// Check runs every check against the cluster.
+func (*verifyStage) Check(ctx context.Context, s *State) ([]Check, error) { return Verify(ctx, s) }
 
-	if s.DryRun {
-		c.Notes = append(c.Notes, "verify runs after apply (or alone: hardstrap verify)")
-		return c, nil
-	}
-
-	checks, err := Verify(ctx, s)
-	if err != nil {
-		return c, err
-	}
-
-	c.Checks = checks
-
-	return c, Verdict(checks, false)
-}
-
-// Apply has nothing to do: verify judges in Plan (reads, dry runs and its self-removing probe).
-func (*verifyStage) Apply(context.Context, *State, Changes) error { return nil }
+// Later says where the checks went in a plan.
+func (*verifyStage) Later() string { return "verify runs after apply (or alone: hardstrap verify)" }
 
 // Verdict turns results into an error listing the failures (and warnings when strict).
 func Verdict(checks []Check, strict bool) error {

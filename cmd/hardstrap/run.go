@@ -158,7 +158,7 @@ func runStages(c *cli.Context, o runOptions) error {
 		}
 	}
 
-	st := &stages.State{Config: cfg, Kube: o.Kube, DryRun: o.DryRun, AllowViolatingPods: o.AllowViolating, ForceConflicts: o.ForceConflicts,
+	st := &stages.State{Config: cfg, Kube: o.Kube, AllowViolatingPods: o.AllowViolating, ForceConflicts: o.ForceConflicts,
 		Wait: o.Wait, Timeout: o.Timeout, LockTimeout: o.LockTimeout}
 	defer st.Close() //nolint:errcheck // closing clients at exit
 
