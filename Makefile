@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 DEMO    := .demo
 
-.PHONY: all build demo demo-down test vet fuzz e2e e2e-kind e2e-vet bench clean
+.PHONY: all build demo demo-down test vet fuzz e2e e2e-kind e2e-vet bench startup clean
 
 all: build
 
@@ -89,6 +89,9 @@ e2e-vet:
 bench: ## benchmarks (performance goals live here, not in tests), including apply against the e2e control plane
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	cd e2e && $(GO) test -run '^$$' -bench . -benchtime 5x ./scenario
+
+startup: ## stripped binary size, median --version and plan --only talos wall time, package init total and top 10 (N runs)
+	scripts/startup.sh
 
 clean:
 	rm -rf bin $(DEMO)

@@ -18,7 +18,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/hardstrap/hardstrap/internal/config"
 
@@ -26,17 +25,6 @@ import (
 	"github.com/aquasecurity/trivy-db/pkg/metadata"
 	dbtypes "github.com/aquasecurity/trivy-db/pkg/types"
 	"github.com/aquasecurity/trivy/pkg/cache"
-	"github.com/aquasecurity/trivy/pkg/fanal/analyzer"
-	"github.com/aquasecurity/trivy/pkg/fanal/applier"
-	"github.com/aquasecurity/trivy/pkg/fanal/artifact"
-	artimage "github.com/aquasecurity/trivy/pkg/fanal/artifact/image"
-	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
-	trivyscan "github.com/aquasecurity/trivy/pkg/scan"
-	"github.com/aquasecurity/trivy/pkg/scan/langpkg"
-	"github.com/aquasecurity/trivy/pkg/scan/local"
-	"github.com/aquasecurity/trivy/pkg/scan/ospkg"
-	"github.com/aquasecurity/trivy/pkg/types"
-	"github.com/aquasecurity/trivy/pkg/vulnerability"
 )
 
 // Ignored is one entry of the ignore list: a vulnerability ID, why it is
@@ -247,67 +235,6 @@ func (s *Scanner) dbMeta() (metadata.Metadata, error) {
 		return metadata.Metadata{}, fmt.Errorf("scan: Trivy DB metadata in %s has no UpdatedAt", s.DBDir)
 	}
 	return meta, nil
-}
-
-// trivy runs fanal + the local scanner over img, as `trivy image` does in
-// standalone mode with --skip-db-update --offline-scan.
-func (s *Scanner) trivy(ctx context.Context, imageRef string, ref name.Reference, img v1.Image) (*raw, error) {
-	DBMu.Lock()
-	defer DBMu.Unlock()
-	if err := db.Init(s.DBDir, db.WithBoltOptions(&bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})); err != nil {
-		return nil, fmt.Errorf("open Trivy DB: %w", err)
-	}
-	defer db.Close()
-
-	s.layersOnce.Do(func() { s.layers = cache.NewMemoryCache() })
-	c := s.layers
-	art, err := artimage.NewArtifact(remoteImage{Image: img, name: imageRef, ref: ref}, c, artifact.Option{
-		DisabledAnalyzers: disabledAnalyzers(),
-		Offline:           true,
-		NoProgress:        true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("trivy artifact: %w", err)
-	}
-	backend := local.NewService(applier.NewApplier(c), ospkg.NewScanner(), langpkg.NewScanner(), vulnerability.NewClient(db.Config{}))
-	rep, err := trivyscan.NewService(backend, art).ScanArtifact(ctx, types.ScanOptions{
-		PkgTypes:            []string{types.PkgTypeOS, types.PkgTypeLibrary},
-		PkgRelationships:    ftypes.Relationships, // anything less filters packages out
-		Scanners:            types.Scanners{types.VulnerabilityScanner},
-		VulnSeveritySources: []dbtypes.SourceID{"auto"},
-	})
-	if err != nil {
-		return nil, err
-	}
-	r := &raw{}
-	if rep.Metadata.OS != nil {
-		r.OS = strings.TrimSpace(string(rep.Metadata.OS.Family) + " " + rep.Metadata.OS.Name)
-	}
-	for _, res := range rep.Results {
-		for _, v := range res.Vulnerabilities {
-			r.Findings = append(r.Findings, Finding{
-				ID:        v.VulnerabilityID,
-				Package:   v.PkgName,
-				Installed: v.InstalledVersion,
-				Fixed:     v.FixedVersion,
-				Severity:  v.Severity,
-				Title:     v.Title,
-				Target:    res.Target,
-			})
-		}
-	}
-	return r, nil
-}
-
-// disabledAnalyzers mirrors `trivy image --scanners vuln`: only package
-// analyzers stay on. Jar needs the Java DB, which an offline gate doesn't have.
-func disabledAnalyzers() []analyzer.Type {
-	d := []analyzer.Type{
-		analyzer.TypeApkCommand, analyzer.TypeSecret, analyzer.TypeLicenseFile,
-		analyzer.TypeJar, analyzer.TypeHistoryDockerfile, analyzer.TypeExecutable,
-		analyzer.TypeRpmArchive, analyzer.TypeImageConfigSecret,
-	}
-	return append(d, analyzer.TypeConfigFiles...)
 }
 
 // apply turns a raw scan into a verdict under the current policy and clock.
