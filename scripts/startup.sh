@@ -25,7 +25,7 @@ if [[ -z ${BIN:-} ]]; then
 	go build -ldflags '-s -w' -o "$BIN" ./cmd/hardstrap
 fi
 size=$(stat -c %s "$BIN")
-printf 'binary (stripped)      %d bytes (%.1f MB)\n' "$size" "$(echo "$size / 1000000" | bc -l)"
+printf 'binary (stripped)      %d bytes (%s MB)\n' "$size" "$(awk -v s="$size" 'BEGIN { printf "%.1f", s / 1000000 }')"
 
 # The demo config with freshly generated Talos machine configs beside it, as `make demo` lays them.
 go run ./internal/tools/talosgen -out "$work/demo" >/dev/null

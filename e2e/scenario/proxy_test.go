@@ -1,8 +1,11 @@
 package scenario
 
 import (
+	"bytes"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"path/filepath"
@@ -25,6 +28,53 @@ var lockPath = "/apis/coordination.k8s.io/v1/namespaces/" + kube.LockNamespace +
 type countingProxy struct {
 	reads, dryRuns, writes, locks atomic.Int64
 	kubeconfig                    string
+
+	pause atomic.Pointer[pause]
+}
+
+// pause is a request the proxy holds up: the first write match accepts is forwarded, then
+// hold runs, and only then does the client get its reply.
+type pause struct {
+	match func(r *http.Request, body []byte) bool
+	hold  func()
+}
+
+// pauseAfter arms a pause for the next write match accepts (once).
+func (p *countingProxy) pauseAfter(match func(r *http.Request, body []byte) bool, hold func()) {
+	p.pause.Store(&pause{match: match, hold: hold})
+}
+
+// paused serves r if it is the armed pause's write: forwarded, held, then answered.
+func (p *countingProxy) paused(rp http.Handler, w http.ResponseWriter, r *http.Request) bool {
+	pz := p.pause.Load()
+	if pz == nil || r.Method == http.MethodGet {
+		return false
+	}
+
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return true
+	}
+
+	r.Body = io.NopCloser(bytes.NewReader(body))
+
+	if !pz.match(r, body) || !p.pause.CompareAndSwap(pz, nil) {
+		return false
+	}
+
+	rec := httptest.NewRecorder()
+	rp.ServeHTTP(rec, r)
+	pz.hold()
+
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(rec.Body.Bytes())
+
+	return true
 }
 
 func newCountingProxy(b testing.TB, upstream *rest.Config) *countingProxy {
@@ -63,7 +113,9 @@ func newCountingProxy(b testing.TB, upstream *rest.Config) *countingProxy {
 			p.writes.Add(1)
 		}
 
-		rp.ServeHTTP(w, r)
+		if !p.paused(rp, w, r) {
+			rp.ServeHTTP(w, r)
+		}
 	})}
 
 	go srv.Serve(l) //nolint:errcheck // ends with Close
