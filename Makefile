@@ -58,7 +58,7 @@ vet:
 # short run minimizing in the packages that link Kubernetes' API types.
 FUZZTIME         ?= 60s
 FUZZMINIMIZETIME ?= 5s
-FUZZ_TARGETS     := FuzzParse:./internal/config FuzzPatch:./talos FuzzParseSecret:./internal/sealing FuzzCheck:./internal/podsecurity
+FUZZ_TARGETS     := FuzzParse:./internal/config FuzzPatch:./talos FuzzParseSecret:./secrets/sealing FuzzCheck:./policy/podsecurity
 
 fuzz: ## run every fuzz target for FUZZTIME (default 60s); a crasher is kept in its package's testdata/fuzz/
 	@failed=; for t in $(FUZZ_TARGETS); do \

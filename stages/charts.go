@@ -16,7 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/hardstrap/hardstrap/charts"
-	"github.com/hardstrap/hardstrap/internal/gate"
+	"github.com/hardstrap/hardstrap/gate"
 	"github.com/hardstrap/hardstrap/internal/kube"
 )
 

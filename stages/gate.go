@@ -14,9 +14,9 @@ import (
 	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
 
 	"github.com/hardstrap/hardstrap/charts"
-	"github.com/hardstrap/hardstrap/internal/gate"
-	"github.com/hardstrap/hardstrap/internal/gate/cosign"
-	"github.com/hardstrap/hardstrap/internal/gate/scan"
+	"github.com/hardstrap/hardstrap/gate"
+	"github.com/hardstrap/hardstrap/gate/cosign"
+	"github.com/hardstrap/hardstrap/gate/scan"
 	"github.com/hardstrap/hardstrap/internal/userfile"
 )
 

@@ -12,9 +12,9 @@ import (
 
 	"github.com/hardstrap/hardstrap/charts"
 	"github.com/hardstrap/hardstrap/charts/chartstest"
+	"github.com/hardstrap/hardstrap/gate"
+	"github.com/hardstrap/hardstrap/gate/gatetest"
 	"github.com/hardstrap/hardstrap/internal/config"
-	"github.com/hardstrap/hardstrap/internal/gate"
-	"github.com/hardstrap/hardstrap/internal/gate/gatetest"
 )
 
 // gateFixture is a registry holding a vulnerable and a clean image (the clean one signed with

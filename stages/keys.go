@@ -16,8 +16,8 @@ import (
 	"github.com/hardstrap/hardstrap/charts"
 	"github.com/hardstrap/hardstrap/internal/config"
 	"github.com/hardstrap/hardstrap/internal/kube"
-	"github.com/hardstrap/hardstrap/internal/sealing"
 	"github.com/hardstrap/hardstrap/internal/userfile"
+	"github.com/hardstrap/hardstrap/secrets/sealing"
 )
 
 // keysStage restores the sealed-secrets sealing keys from an age-encrypted backup into the

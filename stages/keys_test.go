@@ -16,8 +16,8 @@ import (
 
 	"github.com/hardstrap/hardstrap/internal/config"
 	"github.com/hardstrap/hardstrap/internal/kube"
-	"github.com/hardstrap/hardstrap/internal/sealing"
-	"github.com/hardstrap/hardstrap/internal/sealing/sealingtest"
+	"github.com/hardstrap/hardstrap/secrets/sealing"
+	"github.com/hardstrap/hardstrap/secrets/sealing/sealingtest"
 )
 
 // keysFixture is a backup of one sealing key, the identity that opens it, and an empty cluster.

@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/hardstrap/hardstrap/charts"
-	"github.com/hardstrap/hardstrap/internal/gate"
+	"github.com/hardstrap/hardstrap/gate"
 )
 
 // LockAccept says which changed digests a run records in hardstrap.lock instead of refusing

@@ -13,7 +13,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/textdiff"
 
 	"github.com/hardstrap/hardstrap/charts"
-	"github.com/hardstrap/hardstrap/internal/gate"
+	"github.com/hardstrap/hardstrap/gate"
 )
 
 // unpinnedWarning is what the charts stage says when it installs images by tag.

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hardstrap/hardstrap/internal/gate"
-	"github.com/hardstrap/hardstrap/internal/gate/gatetest"
+	"github.com/hardstrap/hardstrap/gate"
+	"github.com/hardstrap/hardstrap/gate/gatetest"
 )
 
 // pinFixture is the gate's registry and hardstrap.yaml (the CNI chart running the clean,

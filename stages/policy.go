@@ -19,7 +19,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/textdiff"
 
 	"github.com/hardstrap/hardstrap/internal/kube"
-	"github.com/hardstrap/hardstrap/internal/policy"
+	"github.com/hardstrap/hardstrap/policy"
 )
 
 // ErrViolatingPods is returned when apply would raise a namespace's enforce level over pods that
@@ -35,7 +35,7 @@ var _ Planner = (*policyStage)(nil)
 func (*policyStage) Name() string  { return "policy" }
 func (*policyStage) Title() string { return "Applying namespaces, RBAC and network policies" }
 
-// resources maps the kinds the policy stage manages to their API resources: internal/policy's
+// resources maps the kinds the policy stage manages to their API resources: policy's
 // prunable kinds, plus Namespace (applied and released, never pruned).
 var resources = func() map[string]schema.GroupVersionResource {
 	m := map[string]schema.GroupVersionResource{"Namespace": {Version: "v1", Resource: "namespaces"}}

@@ -8,7 +8,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/hardstrap/hardstrap/internal/gate"
+	"github.com/hardstrap/hardstrap/gate"
 )
 
 // Stage is one step of the bootstrap.

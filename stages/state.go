@@ -11,8 +11,8 @@ import (
 	"helm.sh/helm/v3/pkg/action"
 
 	"github.com/hardstrap/hardstrap/charts"
+	"github.com/hardstrap/hardstrap/gate"
 	"github.com/hardstrap/hardstrap/internal/config"
-	"github.com/hardstrap/hardstrap/internal/gate"
 	"github.com/hardstrap/hardstrap/internal/kube"
 	"github.com/hardstrap/hardstrap/talos"
 )

@@ -19,7 +19,7 @@ import (
 
 	"github.com/hardstrap/hardstrap/internal/config"
 	"github.com/hardstrap/hardstrap/internal/filetest"
-	"github.com/hardstrap/hardstrap/internal/talostest"
+	"github.com/hardstrap/hardstrap/talos/talostest"
 )
 
 // ---------------------------------------------------------------------------

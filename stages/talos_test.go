@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/hardstrap/hardstrap/internal/config"
-	"github.com/hardstrap/hardstrap/internal/talostest"
 	"github.com/hardstrap/hardstrap/talos"
+	"github.com/hardstrap/hardstrap/talos/talostest"
 	machineapi "github.com/siderolabs/talos/pkg/machinery/api/machine"
 	tconfig "github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/machine"
@@ -25,7 +25,7 @@ import (
 
 // ---------------------------------------------------------------------------
 // The talos stage end to end: hardstrap.yaml -> config.Load -> Run -> the real
-// talos.NodeClient -> a fake Talos node (internal/talostest).
+// talos.NodeClient -> a fake Talos node (talos/talostest).
 // ---------------------------------------------------------------------------
 
 const (

@@ -15,7 +15,7 @@ import (
 
 	"github.com/hardstrap/hardstrap/internal/config"
 	"github.com/hardstrap/hardstrap/internal/kube"
-	"github.com/hardstrap/hardstrap/internal/policy"
+	"github.com/hardstrap/hardstrap/policy"
 )
 
 // ErrVerifyFailed is returned when any verify check fails.

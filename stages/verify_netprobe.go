@@ -17,7 +17,7 @@ import (
 
 	"github.com/hardstrap/hardstrap/internal/config"
 	"github.com/hardstrap/hardstrap/internal/kube"
-	"github.com/hardstrap/hardstrap/internal/policy"
+	"github.com/hardstrap/hardstrap/policy"
 )
 
 // enforcementCheck names the checks of NetworkPolicy enforcement.

@@ -23,7 +23,7 @@ import (
 
 	"github.com/hardstrap/hardstrap/internal/config"
 	"github.com/hardstrap/hardstrap/internal/kube"
-	"github.com/hardstrap/hardstrap/internal/policy"
+	"github.com/hardstrap/hardstrap/policy"
 )
 
 const probeImage = "registry.example.com/agnhost:test"

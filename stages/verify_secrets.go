@@ -13,7 +13,7 @@ import (
 
 	"github.com/hardstrap/hardstrap/charts"
 	"github.com/hardstrap/hardstrap/internal/kube"
-	"github.com/hardstrap/hardstrap/internal/sealing"
+	"github.com/hardstrap/hardstrap/secrets/sealing"
 )
 
 // sealedSecrets is the SealedSecret resource of the sealed-secrets controller.

@@ -14,15 +14,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hardstrap/hardstrap/internal/talostest"
 	"github.com/hardstrap/hardstrap/internal/userfile"
+	"github.com/hardstrap/hardstrap/talos/talostest"
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
 // A fake machined (an in-process Talos MachineService over mTLS that answers
-// ApplyConfiguration the way Talos does) lives in internal/talostest.
+// ApplyConfiguration the way Talos does) lives in talos/talostest.
 
 type testEnv struct {
 	fake        *talostest.Server

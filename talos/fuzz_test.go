@@ -7,7 +7,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/machine"
 
-	"github.com/hardstrap/hardstrap/internal/talostest"
+	"github.com/hardstrap/hardstrap/talos/talostest"
 )
 
 // fuzzName is the file name the fuzzed machine configs are loaded under.

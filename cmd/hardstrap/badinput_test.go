@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hardstrap/hardstrap/internal/sealing/sealingtest"
+	"github.com/hardstrap/hardstrap/secrets/sealing/sealingtest"
 )
 
 // badInput is one malformed or hostile input and the command that reads it.

@@ -7,7 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/hardstrap/hardstrap/internal/podsecurity"
+	"github.com/hardstrap/hardstrap/policy/podsecurity"
 )
 
 func checkCommand() *cli.Command {

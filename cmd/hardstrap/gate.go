@@ -7,8 +7,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/hardstrap/hardstrap/gate"
 	"github.com/hardstrap/hardstrap/internal/config"
-	"github.com/hardstrap/hardstrap/internal/gate"
 	"github.com/hardstrap/hardstrap/stages"
 )
 

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hardstrap/hardstrap/internal/gate/gatetest"
+	"github.com/hardstrap/hardstrap/gate/gatetest"
 )
 
 // gateSetup writes a hardstrap.yaml that scans against a local Trivy DB and trusts trusted.pub

@@ -18,7 +18,7 @@ import (
 
 	"github.com/hardstrap/hardstrap/charts"
 	"github.com/hardstrap/hardstrap/internal/config"
-	"github.com/hardstrap/hardstrap/internal/sealing/sealingtest"
+	"github.com/hardstrap/hardstrap/secrets/sealing/sealingtest"
 )
 
 // controllerAPI is an API server with one sealed-secrets controller: its Service (port http)

@@ -15,8 +15,8 @@ import (
 	"github.com/hardstrap/hardstrap/internal/config"
 	"github.com/hardstrap/hardstrap/internal/kube"
 	"github.com/hardstrap/hardstrap/internal/pemcert"
-	"github.com/hardstrap/hardstrap/internal/sealing"
 	"github.com/hardstrap/hardstrap/internal/userfile"
+	"github.com/hardstrap/hardstrap/secrets/sealing"
 	"github.com/hardstrap/hardstrap/stages"
 )
 

@@ -8,7 +8,7 @@ import (
 	ssv1alpha1 "github.com/bitnami-labs/sealed-secrets/pkg/apis/sealedsecrets/v1alpha1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/hardstrap/hardstrap/internal/sealing/sealingtest"
+	"github.com/hardstrap/hardstrap/secrets/sealing/sealingtest"
 )
 
 const plainSecret = `apiVersion: v1

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hardstrap/hardstrap/internal/talostest"
 	"github.com/hardstrap/hardstrap/talos"
+	"github.com/hardstrap/hardstrap/talos/talostest"
 	talosconfig "github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
 	"github.com/siderolabs/talos/pkg/machinery/config/machine"

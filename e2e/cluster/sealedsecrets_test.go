@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hardstrap/hardstrap/internal/talostest"
+	"github.com/hardstrap/hardstrap/talos/talostest"
 	talosconfig "github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/machine"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"

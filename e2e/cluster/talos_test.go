@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hardstrap/hardstrap/internal/talostest"
+	"github.com/hardstrap/hardstrap/talos/talostest"
 	talosconfig "github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
 	"github.com/siderolabs/talos/pkg/machinery/config/configpatcher"

@@ -8,7 +8,7 @@ import (
 	talosconfig "github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/machine"
 
-	"github.com/hardstrap/hardstrap/internal/talostest"
+	"github.com/hardstrap/hardstrap/talos/talostest"
 )
 
 // BenchmarkApply times `hardstrap apply` against the e2e control plane: on a fresh workspace,

@@ -10,7 +10,7 @@ import (
 	talosconfig "github.com/siderolabs/talos/pkg/machinery/config"
 
 	"github.com/hardstrap/hardstrap/charts/chartstest"
-	"github.com/hardstrap/hardstrap/internal/gate/gatetest"
+	"github.com/hardstrap/hardstrap/gate/gatetest"
 )
 
 // gateYAML installs the three fixture charts after the image gate; the charts run images from

@@ -31,7 +31,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/hardstrap/hardstrap/e2e/cluster"
-	"github.com/hardstrap/hardstrap/internal/gate/gatetest"
+	"github.com/hardstrap/hardstrap/gate/gatetest"
 )
 
 // nodesTalosYAML is what the talos stage applies before the real-nodes cluster exists: audit,

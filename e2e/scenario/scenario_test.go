@@ -27,7 +27,7 @@ import (
 
 	"github.com/hardstrap/hardstrap/e2e/cluster"
 	"github.com/hardstrap/hardstrap/e2e/oidctest"
-	"github.com/hardstrap/hardstrap/internal/talostest"
+	"github.com/hardstrap/hardstrap/talos/talostest"
 )
 
 // hardstrapYAML is the scenario's config: the talos stage's hardening, with OIDC pointing at

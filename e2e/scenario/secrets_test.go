@@ -27,8 +27,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/hardstrap/hardstrap/e2e/cluster"
-	"github.com/hardstrap/hardstrap/internal/sealing"
-	"github.com/hardstrap/hardstrap/internal/sealing/sealingtest"
+	"github.com/hardstrap/hardstrap/secrets/sealing"
+	"github.com/hardstrap/hardstrap/secrets/sealing/sealingtest"
 )
 
 // secretsYAML restores the sealing keys from the backup and defines External Secrets stores;

@@ -16,7 +16,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/machine"
 
-	"github.com/hardstrap/hardstrap/internal/talostest"
+	"github.com/hardstrap/hardstrap/talos/talostest"
 )
 
 func main() {

@@ -81,7 +81,7 @@ func TestGolden(t *testing.T) {
 
 				want, err := os.ReadFile(golden)
 				if err != nil {
-					t.Fatalf("%v (run go test ./internal/podsecurity -update to create it)", err)
+					t.Fatalf("%v (run go test ./policy/podsecurity -update to create it)", err)
 				}
 
 				if got := out.String(); got != string(want) {

@@ -10,8 +10,8 @@ import (
 	"github.com/aquasecurity/trivy-db/pkg/metadata"
 	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
 
-	"github.com/hardstrap/hardstrap/internal/gate/gatetest"
-	"github.com/hardstrap/hardstrap/internal/gate/scan"
+	"github.com/hardstrap/hardstrap/gate/gatetest"
+	"github.com/hardstrap/hardstrap/gate/scan"
 )
 
 func newScanner(t *testing.T, dbDir string) *scan.Scanner {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/hardstrap/hardstrap/internal/config"
 	"github.com/hardstrap/hardstrap/internal/kube"
-	"github.com/hardstrap/hardstrap/internal/podsecurity"
+	"github.com/hardstrap/hardstrap/policy/podsecurity"
 )
 
 func probePods() []*corev1.Pod {

@@ -18,7 +18,7 @@ import (
 	certutil "k8s.io/client-go/util/cert"
 	"k8s.io/client-go/util/keyutil"
 
-	"github.com/hardstrap/hardstrap/internal/sealing"
+	"github.com/hardstrap/hardstrap/secrets/sealing"
 )
 
 // Key is a sealing key: the Secret the controller stores and its parts.

@@ -16,8 +16,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/hardstrap/hardstrap/internal/gate/cosign"
-	"github.com/hardstrap/hardstrap/internal/gate/scan"
+	"github.com/hardstrap/hardstrap/gate/cosign"
+	"github.com/hardstrap/hardstrap/gate/scan"
 )
 
 // DefaultParallel is how many images are processed at once when Gate.Parallel is 0.

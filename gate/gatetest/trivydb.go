@@ -23,7 +23,7 @@ import (
 	"github.com/aquasecurity/trivy-db/pkg/metadata"
 	dbtypes "github.com/aquasecurity/trivy-db/pkg/types"
 
-	"github.com/hardstrap/hardstrap/internal/gate/scan"
+	"github.com/hardstrap/hardstrap/gate/scan"
 )
 
 // DBUpdated is when the test DB claims to have been built; Now is a day and a half later.

@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hardstrap/hardstrap/gate"
+	"github.com/hardstrap/hardstrap/gate/cosign"
+	"github.com/hardstrap/hardstrap/gate/gatetest"
+	"github.com/hardstrap/hardstrap/gate/scan"
 	"github.com/hardstrap/hardstrap/internal/config"
-	"github.com/hardstrap/hardstrap/internal/gate"
-	"github.com/hardstrap/hardstrap/internal/gate/cosign"
-	"github.com/hardstrap/hardstrap/internal/gate/gatetest"
-	"github.com/hardstrap/hardstrap/internal/gate/scan"
 )
 
 // benchImages is how many distinct signed images a gate run checks.

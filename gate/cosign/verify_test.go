@@ -26,8 +26,8 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 
+	"github.com/hardstrap/hardstrap/gate/gatetest"
 	"github.com/hardstrap/hardstrap/internal/config"
-	"github.com/hardstrap/hardstrap/internal/gate/gatetest"
 )
 
 // startRegistry serves an in-memory OCI registry on loopback and returns its host:port.
