@@ -41,7 +41,7 @@ func (*keysStage) Plan(ctx context.Context, s *State) (Changes, error) {
 		return c, nil
 	}
 
-	keys, err := ReadKeyBackup(s.Config)
+	keys, err := s.keyBackup()
 	if err != nil {
 		return c, err
 	}
@@ -171,4 +171,12 @@ func expandHome(p string) string {
 	}
 
 	return filepath.Join(home, rest)
+}
+
+// keyBackup decrypts secrets.sealedSecrets.keyBackup once per run: the keys stage restores
+// from it, and verify compares the cluster's keys with it.
+func (s *State) keyBackup() ([]corev1.Secret, error) {
+	s.backupOnce.Do(func() { s.backupKeys, s.backupErr = ReadKeyBackup(s.Config) })
+
+	return s.backupKeys, s.backupErr
 }

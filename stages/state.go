@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	cosignlib "github.com/sigstore/cosign/v2/pkg/cosign"
 	"helm.sh/helm/v3/pkg/action"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/hardstrap/hardstrap/charts"
 	"github.com/hardstrap/hardstrap/gate"
@@ -65,6 +66,10 @@ type State struct {
 	// install or upgrade of the External Secrets operator: the stores stage then notes that
 	// the CRDs come with apply, or waits for them to be served.
 	esoPlanned, esoApplied bool
+
+	backupOnce sync.Once
+	backupKeys []corev1.Secret
+	backupErr  error
 	// Registry reaches container registries (auth, transport) for the gate; nil uses the
 	// default keychain (~/.docker/config.json, credential helpers).
 	Registry []remote.Option

@@ -2,12 +2,11 @@ package stages
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 
 	"github.com/hardstrap/hardstrap/internal/config"
-	"github.com/hardstrap/hardstrap/internal/pemcert"
-	"github.com/hardstrap/hardstrap/internal/userfile"
 	"github.com/hardstrap/hardstrap/talos"
 	"github.com/hardstrap/hardstrap/templates"
 )
@@ -160,18 +159,12 @@ func TalosSettings(c *config.Cluster) (talos.Settings, error) {
 		}
 
 		if o.CAFile != "" {
-			pem, err := userfile.Read(c.Resolve(o.CAFile), userfile.LimitConfig)
-			if err != nil {
-				return s, fmt.Errorf("apiServer.oidc.caFile: %w: name the PEM file of the issuer's CA", err)
+			// Only the certificates go into the machine config (config.Load kept nothing else).
+			if c.Inputs.OIDCCA == nil {
+				return s, fmt.Errorf("apiServer.oidc.caFile %s: %w", o.CAFile, errNotLoaded)
 			}
 
-			// Only the certificates go into the machine config: never other text the file holds.
-			_, certs, err := pemcert.Parse(pem)
-			if err != nil {
-				return s, fmt.Errorf("apiServer.oidc.caFile %s is %w: name a file with the issuer's CA certificates only", o.CAFile, err)
-			}
-
-			s.OIDC.CAPEM = string(certs)
+			s.OIDC.CAPEM = string(c.Inputs.OIDCCA)
 		}
 	}
 
@@ -196,10 +189,17 @@ func auditPolicy(c *config.Cluster) (map[string]any, error) {
 		return templates.AuditPolicy(au.Preset)
 	}
 
-	policy, err := talos.ReadAuditPolicy(c.Resolve(au.PolicyFile))
+	if c.Inputs.AuditPolicy == nil {
+		return nil, fmt.Errorf("apiServer.audit.policyFile %s: %w", au.PolicyFile, errNotLoaded)
+	}
+
+	policy, err := talos.ParseAuditPolicy(c.Resolve(au.PolicyFile), c.Inputs.AuditPolicy)
 	if err != nil {
 		return nil, fmt.Errorf("apiServer.audit.policyFile: %w", err)
 	}
 
 	return policy, nil
 }
+
+// errNotLoaded is a config built in code naming a file config.Load would have read.
+var errNotLoaded = errors.New("not read: hardstrap.yaml must come through config.Load, which reads and checks the files it names")

@@ -39,7 +39,7 @@ func secretsChecks(ctx context.Context, client *kube.Client, s *State) []Check {
 func keyBackupCheck(ctx context.Context, client *kube.Client, s *State) Check {
 	const name = "sealing keys match the backup"
 
-	backup, err := ReadKeyBackup(s.Config)
+	backup, err := s.keyBackup()
 	if err != nil {
 		return Check{Status: Fail, Name: name, Evidence: err.Error()}
 	}

@@ -66,8 +66,6 @@ func TestUserFilesAreReadBounded(t *testing.T) {
 		{"machine config directory", loadErr, dir, userfile.ErrNotRegular, []string{"machine config", dir, "a directory"}},
 		{"huge machine config", loadErr, huge, userfile.ErrTooLarge, []string{"machine config", huge, "16 MiB"}},
 		{"patch file FIFO", func(p string) error { _, err := Load(cp, p); return err }, fifo, userfile.ErrNotRegular, []string{"patch", fifo, "a FIFO"}},
-		{"audit policy FIFO", func(p string) error { _, err := ReadAuditPolicy(p); return err }, fifo, userfile.ErrNotRegular, []string{"audit policy", fifo, "a FIFO"}},
-		{"huge audit policy", func(p string) error { _, err := ReadAuditPolicy(p); return err }, huge, userfile.ErrTooLarge, []string{"audit policy", huge}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := returns(t, tc.name, func() error { return tc.read(tc.path) })

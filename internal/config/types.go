@@ -28,6 +28,18 @@ type Cluster struct {
 
 	// File is the path the configuration was read from; relative paths inside it resolve against its directory.
 	File string `yaml:"-"`
+	// Inputs are the files hardstrap.yaml names that Load read to validate them: no stage
+	// reads them again.
+	Inputs Inputs `yaml:"-" json:"-"`
+}
+
+// Inputs are what Load read of the files hardstrap.yaml names.
+type Inputs struct {
+	// AuditPolicy is the content of apiServer.audit.policyFile (nil when unset).
+	AuditPolicy []byte
+	// OIDCCA is the PEM of apiServer.oidc.caFile's certificates, re-encoded: nothing else the
+	// file held (nil when unset).
+	OIDCCA []byte
 }
 
 // Metadata names the cluster.

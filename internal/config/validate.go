@@ -37,6 +37,8 @@ type validator struct {
 	base      string
 	positions map[string]position
 	errs      []FieldError
+	// inputs keeps what was read of the files the config names, once they are valid.
+	inputs Inputs
 }
 
 func (v *validator) errf(path, format string, args ...any) {
@@ -244,8 +246,10 @@ func (v *validator) apiServer(a *APIServer) {
 			case err != nil:
 				v.errf("apiServer.oidc.caFile", "%v", err)
 			default:
-				if _, _, err := pemcert.Parse(data); err != nil {
+				if _, certs, err := pemcert.Parse(data); err != nil {
 					v.errf("apiServer.oidc.caFile", "%s is %v: name a file with the issuer's CA certificates only", o.CAFile, err)
+				} else {
+					v.inputs.OIDCCA = certs
 				}
 			}
 		}
@@ -285,6 +289,8 @@ func (v *validator) auditPolicyFile(p string) {
 		v.errf("apiServer.audit.policyFile", "%s must be an audit.k8s.io/v1 Policy, got apiVersion %q kind %q", p, head.APIVersion, head.Kind)
 	case len(head.Rules) == 0:
 		v.errf("apiServer.audit.policyFile", "%s has no rules: the API server would log nothing", p)
+	default:
+		v.inputs.AuditPolicy = data
 	}
 }
 
