@@ -3,6 +3,7 @@ package stages
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -117,6 +118,12 @@ func Run(ctx context.Context, s *State, list []Stage, o Options) (*Report, error
 		}
 
 		if err != nil {
+			// A run stopped from outside (its cluster lock lost, an interrupt) says why, not
+			// only the "context canceled" of the call it was in.
+			if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) {
+				err = fmt.Errorf("%w: %w", err, cause)
+			}
+
 			sr.Status, sr.Error = StatusFailed, err.Error()
 			err = fmt.Errorf("stage %s: %w", st.Name(), err)
 			rep.Error = err.Error()
