@@ -16,6 +16,7 @@ type Release struct {
 	Namespace   string         `json:"namespace"`   // release namespace
 	Source      Source         `json:"source"`      // where the chart comes from
 	Values      map[string]any `json:"values"`      // user values merged over hardstrap's defaults
+	Normal      map[string]any `json:"-"`           // Values as Helm stores them (NormalValues), computed once
 	Wait        bool           `json:"wait"`        // wait for the release's resources to be ready
 
 	// Field is where the release is configured in hardstrap.yaml ("cni",
@@ -82,7 +83,13 @@ func resolve(c *config.Cluster, key, field string, r *config.Release) (Release, 
 
 	ns, name := Placement(key, r)
 
+	normal, err := NormalValues(MergeValues(defaults, r.Values))
+	if err != nil {
+		return Release{}, fmt.Errorf("%s.values: %w", field, err)
+	}
+
 	rel := Release{
+		Normal:      normal,
 		Key:         key,
 		ReleaseName: name,
 		Namespace:   ns,

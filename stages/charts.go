@@ -141,10 +141,7 @@ func loadPlanned(ctx context.Context, s *State, r charts.Release) (*planned, err
 		return nil, err
 	}
 
-	values, err := normalValues(r.Values)
-	if err != nil {
-		return nil, fmt.Errorf("release %s: %w", name, err)
-	}
+	values := r.Normal
 
 	history, err := action.NewHistory(cfg).Run(r.ReleaseName)
 	if err != nil && !errors.Is(err, driver.ErrReleaseNotFound) {
@@ -503,7 +500,7 @@ func lastWith(history []*release.Release, s release.Status) *release.Release {
 // matches reports whether rel is what the release is to be: the same chart, values and (when
 // pinned) images, those of its stored, post-rendered manifest.
 func (p *planned) matches(rel *release.Release) bool {
-	values, _ := normalValues(rel.Config)
+	values, _ := charts.NormalValues(rel.Config)
 
 	return sameChart(rel.Chart, p.fetched.Chart) && sameValues(values, p.values) && p.sameImages(rel)
 }
@@ -545,15 +542,15 @@ func upgradeSummary(from *release.Release, p *planned) []string {
 		out = append(out, "chart "+p.chartName()+" (unchanged)")
 	}
 
-	fromValues, _ := normalValues(from.Config)
-	if paths := changedPaths(fromValues, p.values); len(paths) > 0 {
+	fromValues, _ := charts.NormalValues(from.Config)
+	if paths := charts.ChangedPaths(fromValues, p.values); len(paths) > 0 {
 		out = append(out, "values changed: "+capped(paths, mostPaths))
 	} else {
 		out = append(out, "values: unchanged")
 	}
 
 	if bump {
-		if paths := changedPaths(chartDefaults(from.Chart), chartDefaults(p.fetched.Chart)); len(paths) > 0 {
+		if paths := charts.ChangedPaths(chartDefaults(from.Chart), chartDefaults(p.fetched.Chart)); len(paths) > 0 {
 			out = append(out, "chart defaults changed (its values.yaml): "+capped(paths, mostPaths))
 		}
 	}
@@ -585,7 +582,7 @@ func chartDefaults(c *chart.Chart) map[string]any {
 		return map[string]any{}
 	}
 
-	v, _ := normalValues(c.Values)
+	v, _ := charts.NormalValues(c.Values)
 
 	return v
 }
@@ -598,14 +595,14 @@ func (p *planned) diff(rel *release.Release) string {
 
 	was := "not installed"
 	if rel != nil {
-		old, _ = normalValues(rel.Config)
+		old, _ = charts.NormalValues(rel.Config)
 		was = fmt.Sprintf("revision %d", rel.Version)
 	}
 
-	parts := []string{relabel(valuesDiff(old, p.values), "values ("+was+")", "values (hardstrap.yaml)")}
+	parts := []string{relabel(charts.ValuesDiff(old, p.values), "values ("+was+")", "values (hardstrap.yaml)")}
 
 	if rel != nil && !sameChart(rel.Chart, p.fetched.Chart) {
-		parts = append(parts, relabel(valuesDiff(chartDefaults(rel.Chart), chartDefaults(p.fetched.Chart)),
+		parts = append(parts, relabel(charts.ValuesDiff(chartDefaults(rel.Chart), chartDefaults(p.fetched.Chart)),
 			"chart defaults ("+chartLabel(rel.Chart)+" values.yaml)", "chart defaults ("+p.chartName()+" values.yaml)"))
 	}
 
@@ -642,7 +639,7 @@ func relabel(d, from, to string) string {
 
 // copyValues gives Helm its own copy of the values; it keeps what it is given in the release.
 func copyValues(v map[string]any) map[string]any {
-	out, _ := normalValues(v)
+	out, _ := charts.NormalValues(v)
 
 	return out
 }

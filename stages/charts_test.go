@@ -316,7 +316,7 @@ func wantDeployed(t *testing.T, h []*release.Release, rev int, version string, v
 	}
 
 	if values != nil {
-		got, _ := normalValues(last.Config)
+		got, _ := charts.NormalValues(last.Config)
 		if !sameValues(got, values) {
 			t.Fatalf("release values:\n got  %v\n want %v", got, values)
 		}
@@ -571,7 +571,7 @@ func TestChartsConvergesFromEveryReleaseState(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			desired, _ := normalValues(rels[0].Values)
+			desired, _ := charts.NormalValues(rels[0].Values)
 			f.seed(t, "kube-system", "cilium", desired, tt.seed)
 
 			// A pending revision is recovered once it is older than the lock's expiry: this
@@ -826,7 +826,7 @@ func TestValuesDiffRedactsSecrets(t *testing.T) {
 
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := valuesDiff(tt.old, tt.new)
+			d := charts.ValuesDiff(tt.old, tt.new)
 
 			if tt.empty != (d == "") {
 				t.Fatalf("diff %q, want empty=%v", d, tt.empty)
@@ -1005,7 +1005,7 @@ func TestChartsLeavesAYoungPendingReleaseAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	desired, _ := normalValues(rels[0].Values)
+	desired, _ := charts.NormalValues(rels[0].Values)
 	f.seed(t, "kube-system", "cilium", desired, []seedRev{{version: "0.1.0", status: release.StatusDeployed}, {version: "0.2.0", status: release.StatusPendingUpgrade}})
 
 	_, err = (&chartsStage{}).Plan(context.Background(), s)

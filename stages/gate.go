@@ -113,10 +113,7 @@ func collectImages(ctx context.Context, s *State) (*gate.Set, error) {
 				return nil, err
 			}
 
-			values, err := normalValues(r.Values)
-			if err != nil {
-				return nil, fmt.Errorf("release %s/%s: %w", r.Namespace, r.ReleaseName, err)
-			}
+			values := r.Normal
 
 			manifests, err := charts.Render(fetched.Chart, values, r.Namespace, r.ReleaseName)
 			if err != nil {
