@@ -160,12 +160,17 @@ func patchLegacy(v1 *v1alpha1.Config, s Settings, rec *recorder) error {
 
 	cl := v1.ClusterConfig
 
-	//nolint:staticcheck // the legacy style is exactly these deprecated fields
-	if cl.APIServerConfig == nil {
-		cl.APIServerConfig = &v1alpha1.APIServerConfig{}
+	// A config without cluster.apiServer gets one only when a setting lands in it: nothing to
+	// set must leave the file as it was.
+	api := cl.APIServerConfig //nolint:staticcheck // the legacy style is exactly these deprecated fields
+	if api == nil {
+		api = &v1alpha1.APIServerConfig{}
+		defer func() {
+			if !reflect.DeepEqual(*api, v1alpha1.APIServerConfig{}) {
+				cl.APIServerConfig = api //nolint:staticcheck // legacy style
+			}
+		}()
 	}
-
-	api := cl.APIServerConfig //nolint:staticcheck // legacy style
 
 	if s.AuditPolicy != nil {
 		set(rec, "audit policy (cluster.apiServer.auditPolicy)", &api.AuditPolicyConfig, meta.Unstructured{Object: s.AuditPolicy})

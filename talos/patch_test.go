@@ -423,3 +423,23 @@ func TestLoadErrors(t *testing.T) {
 		})
 	}
 }
+
+// Nothing to set leaves a legacy config without cluster.apiServer as it was: no empty
+// apiServer section appears (found by FuzzPatch).
+func TestPatchWithNothingToSetAddsNoAPIServerSection(t *testing.T) {
+	const cfg = "version: v1alpha1\nmachine:\n  type: controlplane\ncluster:\n  clusterName: lab\n"
+
+	m, err := LoadBytes("controlplane.yaml", []byte(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	res, err := m.Patch(Settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if res.Changed() || strings.Contains(string(res.Bytes), "apiServer") {
+		t.Fatalf("zero settings changed the config: %q\n%s", res.Changes, res.Bytes)
+	}
+}
