@@ -8,7 +8,14 @@
 // charts stage installs, in order, with hardstrap's defaults merged under the user's values.
 package charts
 
-// Pin is a chart hardstrap installs by default, pinned by version.
+import (
+	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/templates"
+)
+
+// Pin is one entry of the chart registry: a chart hardstrap installs, pinned by version, with
+// everything the stages need to know about it. Its default values are values/KEY.yaml. Adding a
+// chart is one entry here plus its values file (and its section in hardstrap.yaml's schema).
 type Pin struct {
 	Key         string `json:"key"`              // "cilium", "calico", "sealed-secrets", "external-secrets"
 	Chart       string `json:"chart"`            // chart name in the repository
@@ -17,6 +24,19 @@ type Pin struct {
 	SHA256      string `json:"sha256,omitempty"` // optional archive digest
 	Namespace   string `json:"namespace"`        // default release namespace
 	ReleaseName string `json:"releaseName"`      // default Helm release name
+
+	// Field is where hardstrap.yaml configures the release, for messages.
+	Field string `json:"field"`
+	// Config returns the release's section of c, and whether this cluster installs it.
+	Config func(c *config.Cluster) (r *config.Release, installed bool) `json:"-"`
+	// CNI marks the network plugins: installed first, and waited for by what needs a network.
+	CNI bool `json:"cni,omitempty"`
+	// PolicyDaemonSet is the DaemonSet whose presence shows the chart's CNI enforces
+	// NetworkPolicies (verify).
+	PolicyDaemonSet string `json:"-"`
+	// Cosign are the signature policies of the chart's images, where the project signs them
+	// (the gate appends them after hardstrap.yaml's own).
+	Cosign []config.CosignPolicy `json:"-"`
 }
 
 // Keys of the pinned charts.
@@ -57,15 +77,99 @@ const (
 //     on the Go module proxy (no /v2 module path); its newest there is v1.3.2.
 var pins = []Pin{
 	{Key: KeyCilium, Chart: "cilium", Repo: "https://helm.cilium.io/", Version: "1.20.2",
-		Namespace: "kube-system", ReleaseName: "cilium"},
+		Namespace: "kube-system", ReleaseName: "cilium",
+		Field: "cni", Config: cniNamed(KeyCilium), CNI: true, PolicyDaemonSet: "cilium",
+		Cosign: []config.CosignPolicy{{Match: "quay.io/cilium/*", Keyless: ciliumSigner}}},
 	{Key: KeyCalico, Chart: "tigera-operator", Repo: "https://docs.tigera.io/calico/charts", Version: "v3.31.6",
-		Namespace: "tigera-operator", ReleaseName: "calico"},
+		Namespace: "tigera-operator", ReleaseName: "calico",
+		Field: "cni", Config: cniNamed(KeyCalico), CNI: true, PolicyDaemonSet: "calico-node"},
 	// kubeseal looks for the controller's Service "sealed-secrets-controller" in kube-system
 	// unless told otherwise (--controller-name, --controller-namespace).
 	{Key: KeySealedSecrets, Chart: "sealed-secrets", Repo: "https://bitnami.github.io/sealed-secrets", Version: "2.20.0",
-		Namespace: "kube-system", ReleaseName: "sealed-secrets-controller"},
+		Namespace: "kube-system", ReleaseName: "sealed-secrets-controller",
+		Field: "secrets.sealedSecrets", Config: func(c *config.Cluster) (*config.Release, bool) {
+			return &c.Secrets.SealedSecrets.Release, c.Secrets.SealedSecrets.IsEnabled()
+		},
+		Cosign: []config.CosignPolicy{
+			{Match: "docker.io/bitnami/sealed-secrets-controller", Key: sealedSecretsKey, SignaturesRepository: sealedSecretsSigns},
+			{Match: "ghcr.io/bitnami/sealed-secrets-controller", Key: sealedSecretsKey, SignaturesRepository: sealedSecretsSigns},
+			{Match: "ghcr.io/bitnami-labs/sealed-secrets-controller", Key: sealedSecretsKey, SignaturesRepository: "ghcr.io/bitnami-labs/sealed-secrets-controller/signs"},
+		}},
 	{Key: KeyExternalSecrets, Chart: "external-secrets", Repo: "https://charts.external-secrets.io", Version: "2.12.0",
-		Namespace: "external-secrets", ReleaseName: "external-secrets"},
+		Namespace: "external-secrets", ReleaseName: "external-secrets",
+		Field: "secrets.externalSecrets", Config: func(c *config.Cluster) (*config.Release, bool) {
+			return &c.Secrets.ExternalSecrets.Release, c.Secrets.ExternalSecrets.IsEnabled()
+		},
+		Cosign: []config.CosignPolicy{
+			{Match: "ghcr.io/external-secrets/*", Keyless: esoSigner},
+			{Match: "oci.external-secrets.io/external-secrets/*", Keyless: esoSigner},
+		}},
+}
+
+// cniNamed is the Config of a CNI chart: cni.name picks one.
+func cniNamed(key string) func(c *config.Cluster) (*config.Release, bool) {
+	return func(c *config.Cluster) (*config.Release, bool) {
+		return &c.CNI.Release, c.CNI.Name == key && c.CNI.IsEnabled()
+	}
+}
+
+// GitHubActionsIssuer is the OIDC issuer of keyless signatures made in GitHub Actions.
+const GitHubActionsIssuer = "https://token.actions.githubusercontent.com"
+
+// The signers of the pinned charts' images, where the projects sign them:
+//
+//   - Cilium signs its images keylessly from the release workflows of the cilium organisation:
+//     the agent and operator from cilium/cilium's build-images-releases.yaml (cilium 1.20's
+//     docs, "Verifying Image Signatures"), the Envoy image from cilium/proxy.
+//   - External Secrets Operator signs keylessly from its repository's workflows (its security
+//     guide shows the subject .github/workflows/release.yml); the 2.x chart pulls
+//     ghcr.io/external-secrets/external-secrets, and oci.external-secrets.io is a name for the
+//     same images.
+//   - sealed-secrets signs with the key published in its repository
+//     (.github/workflows/cosign.pub, builtin://sealed-secrets) and stores the signatures in
+//     ghcr.io/bitnami/sealed-secrets-controller/signs, for the Docker Hub and GHCR copies alike
+//     (its README, "How to verify the images?", and release workflow at v0.40.0). Before the
+//     repository moved from bitnami-labs to bitnami (sealed-secrets #1983, v0.38), images and
+//     signatures were published under ghcr.io/bitnami-labs; that name keeps its old
+//     signatures repository. An older controller from Docker Hub needs a policy of the user's
+//     with signaturesRepository ghcr.io/bitnami-labs/sealed-secrets-controller/signs.
+//
+// Calico's images (quay.io/tigera, quay.io/calico) carry no Cosign signature: with the Calico
+// CNI, add a policy or set images.allowUnmatched.
+var (
+	ciliumSigner       = &config.CosignKeyless{Issuer: GitHubActionsIssuer, IdentityRegexp: `https://github\.com/cilium/[^/]+/\.github/workflows/.+`}
+	esoSigner          = &config.CosignKeyless{Issuer: GitHubActionsIssuer, IdentityRegexp: `https://github\.com/external-secrets/external-secrets/\.github/workflows/.+`}
+	sealedSecretsKey   = templates.CosignKeyPrefix + "sealed-secrets"
+	sealedSecretsSigns = "ghcr.io/bitnami/sealed-secrets-controller/signs"
+)
+
+// CosignPolicies are the signature policies of every pinned chart's images, in registry order.
+func CosignPolicies() []config.CosignPolicy {
+	var out []config.CosignPolicy
+	for _, p := range pins {
+		out = append(out, p.Cosign...)
+	}
+
+	return out
+}
+
+// PolicyDaemonSets are the DaemonSets whose presence shows a NetworkPolicy-enforcing CNI.
+func PolicyDaemonSets() []string {
+	var out []string
+
+	for _, p := range pins {
+		if p.PolicyDaemonSet != "" {
+			out = append(out, p.PolicyDaemonSet)
+		}
+	}
+
+	return out
+}
+
+// IsCNI reports whether the release is a CNI's.
+func (r Release) IsCNI() bool {
+	pin, _ := PinFor(r.Key)
+	return pin.CNI
 }
 
 // Pins returns the default charts in install order: CNI first.

@@ -28,33 +28,21 @@ type Release struct {
 // when cni.name is none), sealed-secrets, then external-secrets, each unless enabled: false.
 // Local chart paths resolve against the config file's directory (c.Resolve).
 func Releases(c *config.Cluster) ([]Release, error) {
-	type entry struct {
-		key, field string
-		rel        *config.Release
-	}
-
-	var entries []entry
-
 	switch c.CNI.Name {
-	case KeyCilium, KeyCalico:
-		entries = append(entries, entry{c.CNI.Name, "cni", &c.CNI.Release})
-	case "none", "":
+	case KeyCilium, KeyCalico, "none", "":
 	default:
 		return nil, fmt.Errorf("cni.name %q: hardstrap installs cilium or calico (or none)", c.CNI.Name)
 	}
 
-	entries = append(entries,
-		entry{KeySealedSecrets, "secrets.sealedSecrets", &c.Secrets.SealedSecrets.Release},
-		entry{KeyExternalSecrets, "secrets.externalSecrets", &c.Secrets.ExternalSecrets.Release})
-
 	var out []Release
 
-	for _, e := range entries {
-		if !e.rel.IsEnabled() {
+	for _, pin := range pins {
+		r, installed := pin.Config(c)
+		if !installed {
 			continue
 		}
 
-		rel, err := resolve(c, e.key, e.field, e.rel)
+		rel, err := resolve(c, pin.Key, pin.Field, r)
 		if err != nil {
 			return nil, err
 		}

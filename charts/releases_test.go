@@ -318,12 +318,17 @@ func TestPins(t *testing.T) {
 			t.Errorf("incomplete pin %+v", p)
 		}
 
-		if got, ok := charts.PinFor(p.Key); !ok || got != p {
+		if got, ok := charts.PinFor(p.Key); !ok || got.Key != p.Key || got.Version != p.Version || got.Repo != p.Repo {
 			t.Errorf("PinFor(%s) = %+v, %v", p.Key, got, ok)
 		}
 
 		if _, err := charts.DefaultValues(p.Key, false); err != nil {
 			t.Errorf("DefaultValues(%s): %v", p.Key, err)
+		}
+
+		// A registry entry is complete: where hardstrap.yaml configures it, and how to read it.
+		if p.Field == "" || p.Config == nil {
+			t.Errorf("pin %s: no Field or Config", p.Key)
 		}
 	}
 

@@ -310,7 +310,7 @@ func (run *chartsRun) newChange(p *planned, act string, summary []string, diff s
 				done = append(done, res)
 			}
 
-			if isCNI(p.rel) {
+			if p.rel.IsCNI() {
 				run.cniChanged = true
 			}
 
@@ -457,7 +457,7 @@ func (run *chartsRun) checkNodes(ctx context.Context, r charts.Release) error {
 			return fmt.Errorf("%w: no node has joined the cluster, so workloads of release %s cannot start; re-run without wait (--wait=false) or once nodes have joined", ErrNoReadyNodes, name)
 		}
 
-		if isCNI(r) || slices.ContainsFunc(nodes.Items, nodeReady) {
+		if r.IsCNI() || slices.ContainsFunc(nodes.Items, nodeReady) {
 			return nil
 		}
 
@@ -483,8 +483,6 @@ func nodeReady(n corev1.Node) bool {
 
 	return false
 }
-
-func isCNI(r charts.Release) bool { return r.Key == charts.KeyCilium || r.Key == charts.KeyCalico }
 
 // lastWith returns the newest revision with status s, or nil.
 func lastWith(history []*release.Release, s release.Status) *release.Release {

@@ -7,11 +7,9 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/hardstrap/hardstrap/charts"
 	"github.com/hardstrap/hardstrap/internal/kube"
 )
-
-// enforcingCNIs are DaemonSets whose presence means NetworkPolicies are enforced.
-var enforcingCNIs = []string{"cilium", "calico-node"}
 
 // policyCNI returns the NetworkPolicy-enforcing CNI running in the cluster ("" for none), and
 // what it saw, as evidence.
@@ -26,7 +24,7 @@ func policyCNI(ctx context.Context, client *kube.Client) (string, string, error)
 	for _, ds := range list.Items {
 		seen = append(seen, ds.Namespace+"/"+ds.Name)
 
-		for _, name := range enforcingCNIs {
+		for _, name := range charts.PolicyDaemonSets() {
 			if ds.Name == name {
 				return name, fmt.Sprintf("DaemonSet %s/%s, %d of %d pods ready", ds.Namespace, ds.Name, ds.Status.NumberReady, ds.Status.DesiredNumberScheduled), nil
 			}

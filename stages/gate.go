@@ -193,7 +193,7 @@ func newGate(ctx context.Context, s *State) (*gate.Gate, error) {
 	}
 
 	verifier := &cosign.Verifier{
-		Policies:       append(slices.Clone(im.Cosign), cosign.DefaultPolicies()...),
+		Policies:       append(slices.Clone(im.Cosign), charts.CosignPolicies()...),
 		AllowUnmatched: im.AllowUnmatched,
 		BaseDir:        filepath.Dir(s.Config.File),
 		KeyFromSecret:  s.secretKey,

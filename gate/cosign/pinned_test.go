@@ -4,15 +4,17 @@ import (
 	"testing"
 
 	"github.com/sigstore/cosign/v2/pkg/cosign"
+
+	"github.com/hardstrap/hardstrap/charts"
 )
 
-// TestDefaultPoliciesCoverThePinnedImages checks that the images the pinned charts deploy find
+// TestPinnedPoliciesCoverThePinnedImages checks that the images the pinned charts deploy find
 // the policy their project signs them by: the key and signatures repository for sealed-secrets,
 // and, for the keyless ones, that the signer each project documents is accepted (through
 // cosign's own certificate check) while another repository's workflow is not.
-func TestDefaultPoliciesCoverThePinnedImages(t *testing.T) {
+func TestPinnedPoliciesCoverThePinnedImages(t *testing.T) {
 	ca := newTestCA(t)
-	policies := DefaultPolicies()
+	policies := charts.CosignPolicies()
 
 	const (
 		newSigns = "ghcr.io/bitnami/sealed-secrets-controller/signs"
@@ -57,7 +59,7 @@ func TestDefaultPoliciesCoverThePinnedImages(t *testing.T) {
 		}
 
 		for subject, want := range map[string]bool{tt.signer: true, tt.stranger: false} {
-			cert, _ := ca.issue(t, subject, GitHubActionsIssuer)
+			cert, _ := ca.issue(t, subject, charts.GitHubActionsIssuer)
 
 			err := cosign.CheckCertificatePolicy(cert, &cosign.CheckOpts{Identities: ids})
 			if got := err == nil; got != want {
