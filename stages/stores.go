@@ -3,25 +3,12 @@ package stages
 import (
 	"context"
 	"fmt"
-	"sort"
 	"time"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-
-	"github.com/hardstrap/hardstrap/internal/config"
 	"github.com/hardstrap/hardstrap/internal/kube"
 	"github.com/hardstrap/hardstrap/internal/redact"
+	"github.com/hardstrap/hardstrap/secrets/stores"
 )
-
-// ESOGroup is the API group of External Secrets Operator.
-const ESOGroup = "external-secrets.io"
-
-// ESOVersion is the version of ESOGroup hardstrap writes and reads: v1, served since External
-// Secrets Operator 0.16, the only version served by default since 0.17 (v1beta1 stopped), and
-// the one the pinned 2.x chart serves.
-const ESOVersion = "v1"
 
 // storesStage server-side applies the SecretStores and ClusterSecretStores of
 // secrets.externalSecrets.stores. Each is planned by a server-side dry run with strict field
@@ -38,8 +25,8 @@ func (*storesStage) Title() string { return "Applying External Secrets stores" }
 func (*storesStage) Plan(ctx context.Context, s *State) (Changes, error) {
 	var c Changes
 
-	stores := s.Config.Secrets.ExternalSecrets.Stores
-	if len(stores) == 0 {
+	defined := s.Config.Secrets.ExternalSecrets.Stores
+	if len(defined) == 0 {
 		c.Notes = append(c.Notes, "no secrets.externalSecrets.stores")
 		return c, nil
 	}
@@ -63,8 +50,8 @@ func (*storesStage) Plan(ctx context.Context, s *State) (Changes, error) {
 		return c, err
 	}
 
-	for i, st := range stores {
-		obj, gvr := storeObject(st, s.Config.Metadata.Name)
+	for i, st := range defined {
+		obj, gvr := stores.Object(st, s.Config.Metadata.Name)
 
 		res := client.Dynamic.Resource(gvr)
 
@@ -94,7 +81,7 @@ func (*storesStage) Plan(ctx context.Context, s *State) (Changes, error) {
 				return res, redact.APIError(err)
 			}
 		}
-		ch.Summary = append(ch.Summary, "provider "+providerName(st)+" (spec not shown: it may hold credentials)")
+		ch.Summary = append(ch.Summary, "provider "+stores.ProviderName(st)+" (spec not shown: it may hold credentials)")
 		c.Items = append(c.Items, *ch)
 	}
 
@@ -114,7 +101,7 @@ func storesCRDWait(s *State) time.Duration {
 	return 30 * time.Second
 }
 
-// esoServed returns nil when the API server serves ESOGroup at ESOVersion. Another version
+// esoServed returns nil when the API server serves stores.Group at stores.Version. Another version
 // alone (an operator older than 0.16) is an error that names what is served: hardstrap writes
 // v1 objects and would not turn them into another version's shape.
 func esoServed(client *kube.Client) error {
@@ -124,56 +111,22 @@ func esoServed(client *kube.Client) error {
 	}
 
 	for _, g := range groups.Groups {
-		if g.Name != ESOGroup {
+		if g.Name != stores.Group {
 			continue
 		}
 
 		var served []string
 
 		for _, v := range g.Versions {
-			if v.Version == ESOVersion {
+			if v.Version == stores.Version {
 				return nil
 			}
 
 			served = append(served, v.Version)
 		}
 
-		return fmt.Errorf("the API server serves %s %v but not %s: upgrade External Secrets Operator (0.16 or later)", ESOGroup, served, ESOVersion)
+		return fmt.Errorf("the API server serves %s %v but not %s: upgrade External Secrets Operator (0.16 or later)", stores.Group, served, stores.Version)
 	}
 
-	return fmt.Errorf("the API server does not serve %s: install External Secrets Operator (secrets.externalSecrets.enabled) before defining stores", ESOGroup)
-}
-
-// storeObject builds the SecretStore (with a namespace) or ClusterSecretStore.
-func storeObject(st config.SecretStore, cluster string) (*unstructured.Unstructured, schema.GroupVersionResource) {
-	kind, resource := "ClusterSecretStore", "clustersecretstores"
-	if st.Namespace != "" {
-		kind, resource = "SecretStore", "secretstores"
-	}
-
-	obj := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": ESOGroup + "/" + ESOVersion,
-		"kind":       kind,
-		"metadata": map[string]any{"name": st.Name, "labels": map[string]any{
-			kube.ManagedByLabel: kube.ManagedByValue, kube.ClusterLabel: cluster,
-		}},
-		"spec": map[string]any{"provider": runtime.DeepCopyJSON(st.Provider)},
-	}}
-
-	if st.Namespace != "" {
-		obj.SetNamespace(st.Namespace)
-	}
-
-	return obj, schema.GroupVersionResource{Group: ESOGroup, Version: ESOVersion, Resource: resource}
-}
-
-func providerName(st config.SecretStore) string {
-	names := make([]string, 0, len(st.Provider))
-	for k := range st.Provider {
-		names = append(names, k)
-	}
-
-	sort.Strings(names)
-
-	return fmt.Sprint(names)
+	return fmt.Errorf("the API server does not serve %s: install External Secrets Operator (secrets.externalSecrets.enabled) before defining stores", stores.Group)
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hardstrap/hardstrap/internal/config"
 	"github.com/hardstrap/hardstrap/internal/kube"
+	"github.com/hardstrap/hardstrap/secrets/stores"
 )
 
 // TestESOServed checks that stores are written only where external-secrets.io/v1 is served,
@@ -52,46 +53,18 @@ func TestESOServed(t *testing.T) {
 	}
 }
 
-// TestStoreObjectIsV1 checks the objects the stores stage applies: v1, the kind by scope, and
-// hardstrap's ownership labels.
-func TestStoreObjectIsV1(t *testing.T) {
-	provider := map[string]any{"fake": map[string]any{"data": []any{}}}
-
-	for _, tt := range []struct {
-		store              config.SecretStore
-		kind, resource, ns string
-	}{
-		{config.SecretStore{Name: "fake-store", Provider: provider}, "ClusterSecretStore", "clustersecretstores", ""},
-		{config.SecretStore{Name: "team-store", Namespace: "apps", Provider: provider}, "SecretStore", "secretstores", "apps"},
-	} {
-		obj, gvr := storeObject(tt.store, "homelab")
-
-		if obj.GetAPIVersion() != "external-secrets.io/v1" || obj.GetKind() != tt.kind || obj.GetNamespace() != tt.ns {
-			t.Errorf("%s: %s %s in %q, want external-secrets.io/v1 %s in %q", tt.store.Name, obj.GetAPIVersion(), obj.GetKind(), obj.GetNamespace(), tt.kind, tt.ns)
-		}
-
-		if gvr.Group != "external-secrets.io" || gvr.Version != "v1" || gvr.Resource != tt.resource {
-			t.Errorf("%s: resource %v, want external-secrets.io/v1 %s", tt.store.Name, gvr, tt.resource)
-		}
-
-		if l := obj.GetLabels(); l[kube.ManagedByLabel] != kube.ManagedByValue || l[kube.ClusterLabel] != "homelab" {
-			t.Errorf("%s: labels %v lack hardstrap's ownership", tt.store.Name, l)
-		}
-	}
-}
-
 // TestStoresDoNotLeakValuesFromAPIErrors: the API server quotes the invalid value of a field;
 // a store's spec may hold a credential inline, so the stage's error must not pass it on.
 func TestStoresDoNotLeakValuesFromAPIErrors(t *testing.T) {
 	const secret = "hvs.s3cr3t-vault-token"
 
 	typed := k8sfake.NewClientset()
-	typed.Resources = []*metav1.APIResourceList{{GroupVersion: ESOGroup + "/v1"}}
+	typed.Resources = []*metav1.APIResourceList{{GroupVersion: stores.Group + "/v1"}}
 
-	gvr := schema.GroupVersionResource{Group: ESOGroup, Version: "v1", Resource: "clustersecretstores"}
+	gvr := schema.GroupVersionResource{Group: stores.Group, Version: "v1", Resource: "clustersecretstores"}
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{gvr: "ClusterSecretStoreList"})
 	dyn.PrependReactor("patch", "clustersecretstores", func(k8stesting.Action) (bool, runtime.Object, error) {
-		return true, nil, apierrors.NewInvalid(schema.GroupKind{Group: ESOGroup, Kind: "ClusterSecretStore"}, "vault", field.ErrorList{
+		return true, nil, apierrors.NewInvalid(schema.GroupKind{Group: stores.Group, Kind: "ClusterSecretStore"}, "vault", field.ErrorList{
 			field.Invalid(field.NewPath("spec", "provider", "vault", "auth", "token"), secret, "in body must be of type object"),
 		})
 	})

@@ -14,6 +14,7 @@ import (
 	"github.com/hardstrap/hardstrap/charts"
 	"github.com/hardstrap/hardstrap/internal/kube"
 	"github.com/hardstrap/hardstrap/secrets/sealing"
+	"github.com/hardstrap/hardstrap/secrets/stores"
 )
 
 // sealedSecrets is the SealedSecret resource of the sealed-secrets controller.
@@ -146,11 +147,11 @@ func externalSecretsChecks(ctx context.Context, client *kube.Client, s *State) [
 	var checks []Check
 
 	for _, st := range es.Stores {
-		obj, gvr := storeObject(st, s.Config.Metadata.Name)
+		obj, gvr := stores.Object(st, s.Config.Metadata.Name)
 		checks = append(checks, readyCheck(ctx, client, gvr, st.Namespace, st.Name, "store "+objectName(obj)))
 	}
 
-	list, err := client.Dynamic.Resource(schema.GroupVersionResource{Group: ESOGroup, Version: ESOVersion, Resource: "externalsecrets"}).List(ctx, metav1.ListOptions{})
+	list, err := client.Dynamic.Resource(schema.GroupVersionResource{Group: stores.Group, Version: stores.Version, Resource: "externalsecrets"}).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return append(checks, Check{Status: Fail, Name: "externalsecrets synced", Evidence: err.Error()})
 	}

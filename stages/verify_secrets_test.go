@@ -16,11 +16,12 @@ import (
 
 	"github.com/hardstrap/hardstrap/internal/config"
 	"github.com/hardstrap/hardstrap/internal/kube"
+	"github.com/hardstrap/hardstrap/secrets/stores"
 )
 
 func esoObject(kind, ns, name, ready, reason string) *unstructured.Unstructured {
 	obj := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": ESOGroup + "/" + ESOVersion, "kind": kind,
+		"apiVersion": stores.Group + "/" + stores.Version, "kind": kind,
 		"metadata": map[string]any{"name": name},
 	}}
 
@@ -38,7 +39,7 @@ func esoObject(kind, ns, name, ready, reason string) *unstructured.Unstructured 
 }
 
 func TestExternalSecretsChecks(t *testing.T) {
-	stores := []config.SecretStore{
+	defined := []config.SecretStore{
 		{Name: "fake-store", Provider: map[string]any{"fake": map[string]any{}}},
 		{Name: "team-store", Namespace: "apps", Provider: map[string]any{"fake": map[string]any{}}},
 	}
@@ -48,10 +49,10 @@ func TestExternalSecretsChecks(t *testing.T) {
 			ObjectMeta: metav1.ObjectMeta{Name: "external-secrets", Namespace: "external-secrets"},
 			Status:     appsv1.DeploymentStatus{ReadyReplicas: operatorReady},
 		})
-		typed.Resources = []*metav1.APIResourceList{{GroupVersion: ESOGroup + "/" + ESOVersion}}
+		typed.Resources = []*metav1.APIResourceList{{GroupVersion: stores.Group + "/" + stores.Version}}
 
 		gvr := func(r string) schema.GroupVersionResource {
-			return schema.GroupVersionResource{Group: ESOGroup, Version: ESOVersion, Resource: r}
+			return schema.GroupVersionResource{Group: stores.Group, Version: stores.Version, Resource: r}
 		}
 
 		dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
@@ -68,7 +69,7 @@ func TestExternalSecretsChecks(t *testing.T) {
 	}
 
 	s := &State{Config: &config.Cluster{}}
-	s.Config.Secrets.ExternalSecrets.Stores = stores
+	s.Config.Secrets.ExternalSecrets.Stores = defined
 
 	got := map[string]Check{}
 	for _, ch := range secretsChecks(context.Background(), newClient(1), s) {
@@ -89,7 +90,7 @@ func TestExternalSecretsChecks(t *testing.T) {
 		}
 	}
 
-	// The operator does not run: the stores are not judged, and the run is told so.
+	// The operator does not run: the defined are not judged, and the run is told so.
 	checks := secretsChecks(context.Background(), newClient(0), s)
 	if len(checks) != 1 || checks[0].Status != Warn || !strings.Contains(checks[0].Evidence, "no ready replica") {
 		t.Errorf("without the operator: %+v", checks)
