@@ -5,14 +5,20 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/hardstrap/hardstrap/internal/userfile"
 )
 
 // TestFenceStopsWritesButNotReadsOrTheLease checks the fence on every client a run uses: the
@@ -95,5 +101,35 @@ func TestFenceStopsWritesButNotReadsOrTheLease(t *testing.T) {
 
 	if err := writes["typed create"](); errors.Is(err, lost) {
 		t.Errorf("a write after the fence was removed: %v", err)
+	}
+}
+
+// A kubeconfig that is a FIFO or a device is refused by name before client-go reads it.
+func TestNewRefusesKubeconfigsThatAreNotFiles(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "kubeconfig")
+
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, path := range []string{fifo, "/dev/zero"} {
+		done := make(chan error, 1)
+		go func() { _, err := New(Options{Kubeconfig: path}); done <- err }()
+
+		select {
+		case err := <-done:
+			if !errors.Is(err, userfile.ErrNotRegular) || !strings.Contains(err.Error(), path) {
+				t.Errorf("New(--kubeconfig %s): %v, want it refused by name", path, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("New(--kubeconfig %s) blocks", path)
+		}
+	}
+
+	t.Setenv("KUBECONFIG", fifo)
+
+	if _, err := New(Options{}); !errors.Is(err, userfile.ErrNotRegular) {
+		t.Errorf("New with KUBECONFIG=%s: %v, want it refused", fifo, err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/hardstrap/hardstrap/internal/userfile"
 )
 
 // FieldManager is the one server-side apply field manager hardstrap uses, so re-runs converge
@@ -113,6 +116,10 @@ func New(o Options) (*Client, error) {
 		rules.ExplicitPath = o.Kubeconfig
 	}
 
+	if err := checkKubeconfigs(append([]string{rules.ExplicitPath}, rules.Precedence...)); err != nil {
+		return nil, err
+	}
+
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: o.Context}).ClientConfig()
 	if clientcmd.IsEmptyConfig(err) {
 		return nil, fmt.Errorf("%w: set KUBECONFIG or pass --kubeconfig, or run only the file stages with --only talos", ErrNoCluster)
@@ -123,6 +130,34 @@ func New(o Options) (*Client, error) {
 	}
 
 	return FromREST(cfg)
+}
+
+// MaxKubeconfig is the largest kubeconfig hardstrap reads: client-go reads the whole file, so
+// a device or a FIFO named as one must be refused before it is handed over.
+const MaxKubeconfig = userfile.LimitManifest
+
+// checkKubeconfigs refuses kubeconfig paths that exist but are not regular files (a FIFO would
+// block client-go's read forever, a device never end), or are larger than MaxKubeconfig.
+func checkKubeconfigs(paths []string) error {
+	for _, p := range paths {
+		if p == "" {
+			continue
+		}
+
+		st, err := os.Stat(p)
+		if err != nil {
+			continue // a missing file is client-go's to report (or skip, in $KUBECONFIG)
+		}
+
+		switch {
+		case !st.Mode().IsRegular():
+			return fmt.Errorf("kubeconfig %s is %s, not a regular file: %w", p, userfile.Kind(st.Mode()), userfile.ErrNotRegular)
+		case st.Size() > MaxKubeconfig:
+			return fmt.Errorf("kubeconfig %s is larger than %s: %w", p, userfile.Size(MaxKubeconfig), userfile.ErrTooLarge)
+		}
+	}
+
+	return nil
 }
 
 // FromREST builds a Client from a rest.Config (tests).
