@@ -9,6 +9,8 @@
 package charts
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/hardstrap/hardstrap/internal/config"
 	"github.com/hardstrap/hardstrap/templates"
 )
@@ -77,7 +79,7 @@ const (
 //     on the Go module proxy (no /v2 module path); its newest there is v1.3.2.
 var pins = []Pin{
 	{Key: KeyCilium, Chart: "cilium", Repo: "https://helm.cilium.io/", Version: "1.20.2",
-		Namespace: "kube-system", ReleaseName: "cilium",
+		Namespace: metav1.NamespaceSystem, ReleaseName: "cilium",
 		Field: "cni", Config: cniNamed(KeyCilium), CNI: true, PolicyDaemonSet: "cilium",
 		Cosign: []config.CosignPolicy{{Match: "quay.io/cilium/*", Keyless: ciliumSigner}}},
 	{Key: KeyCalico, Chart: "tigera-operator", Repo: "https://docs.tigera.io/calico/charts", Version: "v3.31.6",
@@ -86,7 +88,7 @@ var pins = []Pin{
 	// kubeseal looks for the controller's Service "sealed-secrets-controller" in kube-system
 	// unless told otherwise (--controller-name, --controller-namespace).
 	{Key: KeySealedSecrets, Chart: "sealed-secrets", Repo: "https://bitnami.github.io/sealed-secrets", Version: "2.20.0",
-		Namespace: "kube-system", ReleaseName: "sealed-secrets-controller",
+		Namespace: metav1.NamespaceSystem, ReleaseName: "sealed-secrets-controller",
 		Field: "secrets.sealedSecrets", Config: func(c *config.Cluster) (*config.Release, bool) {
 			return &c.Secrets.SealedSecrets.Release, c.Secrets.SealedSecrets.IsEnabled()
 		},

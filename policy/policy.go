@@ -44,7 +44,7 @@ const DefaultServiceAccount = "default"
 const (
 	podSecurityLabelPrefix = "pod-security.kubernetes.io/"
 	namespaceNameLabel     = "kubernetes.io/metadata.name"
-	dnsNamespace           = "kube-system"
+	dnsNamespace           = metav1.NamespaceSystem
 	dnsPodLabel            = "k8s-app"
 	dnsPodLabelValue       = "kube-dns"
 )

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Defaults for fields left empty in hardstrap.yaml.
@@ -103,7 +105,7 @@ func (c *Cluster) applyDefaults() {
 	}
 
 	if ps.ExemptNamespaces == nil {
-		ps.ExemptNamespaces = []string{"kube-system"}
+		ps.ExemptNamespaces = []string{metav1.NamespaceSystem}
 	}
 
 	if c.CNI.Name == "" {

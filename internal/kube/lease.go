@@ -20,7 +20,7 @@ import (
 const (
 	// LockNamespace holds the lock's Lease: every cluster has it, and hardstrap creates no
 	// namespace of its own.
-	LockNamespace = "kube-system"
+	LockNamespace = metav1.NamespaceSystem
 	// LockName is the Lease's name.
 	LockName = "hardstrap-apply"
 	// LockDuration is how long a Lease that is not renewed stays held: a run renews it every
