@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"helm.sh/helm/v3/pkg/action"
-	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/release"
 	"helm.sh/helm/v3/pkg/storage/driver"
 	corev1 "k8s.io/api/core/v1"
@@ -73,7 +72,7 @@ type planned struct {
 
 func (p *planned) target() string { return "release " + p.rel.Namespace + "/" + p.rel.ReleaseName }
 
-func (p *planned) chartName() string { return chartLabel(p.fetched.Chart) }
+func (p *planned) chartName() string { return charts.Label(p.fetched.Chart) }
 
 // Plan fetches and verifies every chart (a wrong digest fails here, before anything is
 // installed), then compares each release's last revision with the chart and values wanted.
@@ -246,12 +245,12 @@ func (run *chartsRun) recoverChange(ctx context.Context, p *planned, last, deplo
 	// pending-upgrade or pending-rollback over a deployed revision.
 	upgradeAfter := !p.matches(deployed)
 
-	next := fmt.Sprintf("roll back to revision %d, the last deployed (%s), which already matches hardstrap.yaml", deployed.Version, chartLabel(deployed.Chart))
+	next := fmt.Sprintf("roll back to revision %d, the last deployed (%s), which already matches hardstrap.yaml", deployed.Version, charts.Label(deployed.Chart))
 
 	var crds *crdPlan
 
 	if upgradeAfter {
-		next = fmt.Sprintf("roll back to revision %d, the last deployed (%s), then upgrade: %s", deployed.Version, chartLabel(deployed.Chart), strings.Join(upgradeSummary(deployed, p), "; "))
+		next = fmt.Sprintf("roll back to revision %d, the last deployed (%s), then upgrade: %s", deployed.Version, charts.Label(deployed.Chart), strings.Join(upgradeSummary(deployed, p), "; "))
 
 		var err error
 		if crds, err = run.planCRDs(ctx, p, deployed); err != nil {
@@ -347,7 +346,7 @@ func (run *chartsRun) install(p *planned, replace bool) step {
 			return "", err
 		}
 
-		return fmt.Sprintf("installed %s: revision %d %s", chartLabel(rel.Chart), rel.Version, rel.Info.Status), nil
+		return fmt.Sprintf("installed %s: revision %d %s", charts.Label(rel.Chart), rel.Version, rel.Info.Status), nil
 	}
 }
 
@@ -367,7 +366,7 @@ func (run *chartsRun) upgrade(p *planned) step {
 			return "", err
 		}
 
-		return fmt.Sprintf("upgraded to %s: revision %d %s", chartLabel(rel.Chart), rel.Version, rel.Info.Status), nil
+		return fmt.Sprintf("upgraded to %s: revision %d %s", charts.Label(rel.Chart), rel.Version, rel.Info.Status), nil
 	}
 }
 
@@ -500,21 +499,7 @@ func lastWith(history []*release.Release, s release.Status) *release.Release {
 func (p *planned) matches(rel *release.Release) bool {
 	values, _ := charts.NormalValues(rel.Config)
 
-	return sameChart(rel.Chart, p.fetched.Chart) && sameValues(values, p.values) && p.sameImages(rel)
-}
-
-func sameChart(a, b *chart.Chart) bool {
-	return a != nil && b != nil && a.Metadata != nil && b.Metadata != nil &&
-		a.Metadata.Name == b.Metadata.Name && a.Metadata.Version == b.Metadata.Version
-}
-
-// chartLabel is "name version" of a chart.
-func chartLabel(c *chart.Chart) string {
-	if c == nil || c.Metadata == nil {
-		return "an unknown chart"
-	}
-
-	return c.Metadata.Name + " " + c.Metadata.Version
+	return charts.SameChart(rel.Chart, p.fetched.Chart) && sameValues(values, p.values) && p.sameImages(rel)
 }
 
 func (p *planned) digestNote() string {
@@ -533,9 +518,9 @@ const mostPaths = 10
 func upgradeSummary(from *release.Release, p *planned) []string {
 	var out []string
 
-	bump := !sameChart(from.Chart, p.fetched.Chart)
+	bump := !charts.SameChart(from.Chart, p.fetched.Chart)
 	if bump {
-		out = append(out, "chart "+chartBump(from.Chart, p.fetched.Chart)+p.digestNote())
+		out = append(out, "chart "+charts.Bump(from.Chart, p.fetched.Chart)+p.digestNote())
 	} else {
 		out = append(out, "chart "+p.chartName()+" (unchanged)")
 	}
@@ -548,41 +533,12 @@ func upgradeSummary(from *release.Release, p *planned) []string {
 	}
 
 	if bump {
-		if paths := charts.ChangedPaths(chartDefaults(from.Chart), chartDefaults(p.fetched.Chart)); len(paths) > 0 {
+		if paths := charts.ChangedPaths(charts.Defaults(from.Chart), charts.Defaults(p.fetched.Chart)); len(paths) > 0 {
 			out = append(out, "chart defaults changed (its values.yaml): "+capped(paths, mostPaths))
 		}
 	}
 
 	return append(out, p.imagesSummary(from)...)
-}
-
-// chartBump is "name old -> new" for a chart version change, with the app version when that
-// moves differently; "old-name old -> new-name new" when the chart itself changes.
-func chartBump(from, to *chart.Chart) string {
-	if from == nil || from.Metadata == nil || to == nil || to.Metadata == nil || from.Metadata.Name != to.Metadata.Name {
-		return chartLabel(from) + " -> " + chartLabel(to)
-	}
-
-	s := to.Metadata.Name + " " + from.Metadata.Version + " -> " + to.Metadata.Version
-
-	// The app version, unless it says nothing new (unchanged, or versioned as the chart is).
-	a, b := from.Metadata.AppVersion, to.Metadata.AppVersion
-	if a != b && a != "" && b != "" && (a != from.Metadata.Version || b != to.Metadata.Version) {
-		s += ", app " + a + " -> " + b
-	}
-
-	return s
-}
-
-// chartDefaults are a chart's own values (its values.yaml), normalised.
-func chartDefaults(c *chart.Chart) map[string]any {
-	if c == nil {
-		return map[string]any{}
-	}
-
-	v, _ := charts.NormalValues(c.Values)
-
-	return v
 }
 
 // diff shows what installing the release over rel (nil: nothing) changes: the values
@@ -599,9 +555,9 @@ func (p *planned) diff(rel *release.Release) string {
 
 	parts := []string{relabel(charts.ValuesDiff(old, p.values), "values ("+was+")", "values (hardstrap.yaml)")}
 
-	if rel != nil && !sameChart(rel.Chart, p.fetched.Chart) {
-		parts = append(parts, relabel(charts.ValuesDiff(chartDefaults(rel.Chart), chartDefaults(p.fetched.Chart)),
-			"chart defaults ("+chartLabel(rel.Chart)+" values.yaml)", "chart defaults ("+p.chartName()+" values.yaml)"))
+	if rel != nil && !charts.SameChart(rel.Chart, p.fetched.Chart) {
+		parts = append(parts, relabel(charts.ValuesDiff(charts.Defaults(rel.Chart), charts.Defaults(p.fetched.Chart)),
+			"chart defaults ("+charts.Label(rel.Chart)+" values.yaml)", "chart defaults ("+p.chartName()+" values.yaml)"))
 	}
 
 	parts = append(parts, relabel(p.imagesDiff(rel), "images ("+was+")", "images (pinned by the gate)"))

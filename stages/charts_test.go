@@ -953,7 +953,7 @@ func TestUpgradeSummaryShowsTheBump(t *testing.T) {
 		{"another chart", meta("old-cni", "1.0.0", "1"), meta("cilium", "1.19.0", "1.19.0"), "old-cni 1.0.0 -> cilium 1.19.0"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := chartBump(tt.from, tt.to); got != tt.want {
+			if got := charts.Bump(tt.from, tt.to); got != tt.want {
 				t.Errorf("chartBump = %q, want %q", got, tt.want)
 			}
 		})

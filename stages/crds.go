@@ -6,24 +6,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"helm.sh/helm/v3/pkg/action"
-	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/release"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/wait"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/util/csaupgrade"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
@@ -32,6 +28,7 @@ import (
 
 	"github.com/siderolabs/talos/pkg/machinery/textdiff"
 
+	"github.com/hardstrap/hardstrap/charts"
 	"github.com/hardstrap/hardstrap/internal/kube"
 )
 
@@ -41,9 +38,6 @@ import (
 // the live ones (a dry run decides, so a re-run applies nothing). CRDs a chart renders from
 // templates/ are ordinary release objects, which Helm upgrades itself.
 
-// crdResource is the API resource of CustomResourceDefinitions.
-var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-
 // crdEstablishTimeout bounds the wait for a CRD this run created to be served, as Helm's own
 // install waits for the CRDs of crds/.
 const crdEstablishTimeout = 60 * time.Second
@@ -52,17 +46,9 @@ const crdEstablishTimeout = 60 * time.Second
 // chart sets differently; --force-conflicts takes them over.
 var ErrCRDConflict = errors.New("another field manager owns fields of a CRD the chart changes")
 
-// chartCRD is one CustomResourceDefinition of a chart's crds/ directory.
-type chartCRD struct {
-	file string // the file, under the chart's name: sealed-secrets/crds/bitnami.com_sealedsecrets.yaml
-	obj  *unstructured.Unstructured
-}
-
-func (c chartCRD) name() string { return c.obj.GetName() }
-
 // crdChange is a crds/ CRD that the cluster lacks or that differs from the chart's.
 type crdChange struct {
-	chartCRD
+	charts.CRD
 	data []byte                     // the apply request body
 	live *unstructured.Unstructured // nil: not in the cluster
 	next *unstructured.Unstructured // the dry run's answer: what the CRD becomes
@@ -82,55 +68,17 @@ type crdPlan struct {
 	upToDate []string
 }
 
-// chartCRDs parses the CustomResourceDefinitions of ch's crds/ directory and its
-// dependencies', in the order Helm installs them. Other objects there are left to Helm.
-func chartCRDs(ch *chart.Chart) ([]chartCRD, error) {
-	if ch == nil {
-		return nil, nil
-	}
-
-	var out []chartCRD
-
-	for _, f := range ch.CRDObjects() {
-		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(f.File.Data), 4096)
-
-		for {
-			var m map[string]any
-
-			err := dec.Decode(&m)
-			if errors.Is(err, io.EOF) {
-				break
-			}
-
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", f.Filename, err)
-			}
-
-			obj := &unstructured.Unstructured{Object: m}
-			if len(m) == 0 || obj.GroupVersionKind().GroupKind() != (schema.GroupKind{Group: crdResource.Group, Kind: "CustomResourceDefinition"}) {
-				continue
-			}
-
-			// The API server keeps a CRD's status itself; controller-gen writes an empty one.
-			unstructured.RemoveNestedField(obj.Object, "status")
-			out = append(out, chartCRD{file: f.Filename, obj: obj})
-		}
-	}
-
-	return out, nil
-}
-
 // planCRDs compares the crds/ CRDs of the chart to install with the live ones, by server-side
 // apply dry runs with hardstrap's field manager; from is the revision being upgraded.
 func (run *chartsRun) planCRDs(ctx context.Context, p *planned, from *release.Release) (*crdPlan, error) {
-	crds, err := chartCRDs(p.fetched.Chart)
+	crds, err := charts.CRDs(p.fetched.Chart)
 	if err != nil || len(crds) == 0 {
 		return nil, err
 	}
 
-	var before []chartCRD
+	var before []charts.CRD
 	if from != nil {
-		before, _ = chartCRDs(from.Chart) // stored by Helm when it installed; a chart it parsed
+		before, _ = charts.CRDs(from.Chart) // stored by Helm when it installed; a chart it parsed
 	}
 
 	client, err := run.state.KubeClient()
@@ -138,7 +86,7 @@ func (run *chartsRun) planCRDs(ctx context.Context, p *planned, from *release.Re
 		return nil, err
 	}
 
-	api := client.Dynamic.Resource(crdResource)
+	api := client.Dynamic.Resource(charts.CRDResource)
 	cp := &crdPlan{}
 
 	for _, c := range crds {
@@ -148,7 +96,7 @@ func (run *chartsRun) planCRDs(ctx context.Context, p *planned, from *release.Re
 		}
 
 		if ch == nil {
-			cp.upToDate = append(cp.upToDate, c.name())
+			cp.upToDate = append(cp.upToDate, c.Name())
 			continue
 		}
 
@@ -159,24 +107,24 @@ func (run *chartsRun) planCRDs(ctx context.Context, p *planned, from *release.Re
 }
 
 // planCRD dry-runs the apply of one chart CRD; nil when the live one already matches.
-func planCRD(ctx context.Context, api dynamic.ResourceInterface, s *State, c chartCRD, before []chartCRD) (*crdChange, error) {
-	name := "CustomResourceDefinition " + c.name()
+func planCRD(ctx context.Context, api dynamic.ResourceInterface, s *State, c charts.CRD, before []charts.CRD) (*crdChange, error) {
+	name := "CustomResourceDefinition " + c.Name()
 
-	live, err := api.Get(ctx, c.name(), metav1.GetOptions{})
+	live, err := api.Get(ctx, c.Name(), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		live = nil
 	} else if err != nil {
 		return nil, fmt.Errorf("get %s: %w", name, err)
 	}
 
-	data, err := json.Marshal(c.obj.Object)
+	data, err := json.Marshal(c.Object.Object)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", name, err)
 	}
 
-	ch := &crdChange{chartCRD: c, data: data, live: live}
+	ch := &crdChange{CRD: c, data: data, live: live}
 
-	next, err := applyCRD(ctx, api, c.name(), data, false, true)
+	next, err := applyCRD(ctx, api, c.Name(), data, false, true)
 	if apierrors.IsConflict(err) {
 		owners := conflictOwners(err)
 
@@ -192,11 +140,11 @@ func planCRD(ctx context.Context, api dynamic.ResourceInterface, s *State, c cha
 
 		if len(others) > 0 && !s.ForceConflicts {
 			return nil, fmt.Errorf("%w: %s (%s): %s (change them there, or pass --force-conflicts to take them over)",
-				ErrCRDConflict, name, c.file, describeOwners(owners, others))
+				ErrCRDConflict, name, c.File, describeOwners(owners, others))
 		}
 
 		ch.force, ch.takeover = true, others
-		next, err = applyCRD(ctx, api, c.name(), data, true, true)
+		next, err = applyCRD(ctx, api, c.Name(), data, true, true)
 	}
 
 	if err != nil {
@@ -204,7 +152,7 @@ func planCRD(ctx context.Context, api dynamic.ResourceInterface, s *State, c cha
 	}
 
 	ch.next = next
-	ch.dropped = droppedFields(next, before, c.name())
+	ch.dropped = droppedFields(next, before, c.Name())
 
 	if live != nil && sameObject(live, next) && len(ch.dropped) == 0 {
 		return nil, nil
@@ -270,8 +218,8 @@ func describeOwners(owners map[string][]string, managers []string) string {
 // sets. Server-side apply removes only fields its own manager owned, so these stay unless
 // apply adopts Helm's fields first. Fields Helm's create owns because the API server defaulted
 // them are not in the previous chart, and are not listed.
-func droppedFields(next *unstructured.Unstructured, before []chartCRD, name string) []string {
-	i := slices.IndexFunc(before, func(c chartCRD) bool { return c.name() == name })
+func droppedFields(next *unstructured.Unstructured, before []charts.CRD, name string) []string {
+	i := slices.IndexFunc(before, func(c charts.CRD) bool { return c.Name() == name })
 	if i < 0 {
 		return nil
 	}
@@ -304,7 +252,7 @@ func droppedFields(next *unstructured.Unstructured, before []chartCRD, name stri
 	helm.Difference(rest).Leaves().Iterate(func(p fieldpath.Path) {
 		// A map whose keys others own stays: Helm's create owns the map itself too (".").
 		within := slices.ContainsFunc(kept, func(q fieldpath.Path) bool { return len(q) > len(p) && q[:len(p)].Equals(p) })
-		if !within && pathIn(before[i].obj.Object, p) {
+		if !within && pathIn(before[i].Object.Object, p) {
 			out = append(out, p.String())
 		}
 	})
@@ -405,25 +353,25 @@ func (cp *crdPlan) steps(run *chartsRun, p *planned) []step {
 			return "", err
 		}
 
-		api := client.Dynamic.Resource(crdResource)
+		api := client.Dynamic.Resource(charts.CRDResource)
 
 		var names, created []string
 
 		for _, c := range cp.changes {
-			name := "CustomResourceDefinition " + c.name()
+			name := "CustomResourceDefinition " + c.Name()
 
-			if err := adoptHelmFields(ctx, api, c.name()); err != nil {
+			if err := adoptHelmFields(ctx, api, c.Name()); err != nil {
 				return strings.Join(names, ", "), fmt.Errorf("adopt the fields Helm created %s with: %w", name, err)
 			}
 
-			if _, err := applyCRD(ctx, api, c.name(), c.data, c.force, false); err != nil {
+			if _, err := applyCRD(ctx, api, c.Name(), c.data, c.force, false); err != nil {
 				return strings.Join(names, ", "), fmt.Errorf("apply %s: %w", name, conflictHint(err))
 			}
 
-			names = append(names, c.name())
+			names = append(names, c.Name())
 
 			if c.live == nil {
-				created = append(created, c.name())
+				created = append(created, c.Name())
 			}
 		}
 
@@ -491,7 +439,7 @@ func (cp *crdPlan) summary() []string {
 	if len(cp.changes) > 0 {
 		names := make([]string, 0, len(cp.changes))
 		for _, c := range cp.changes {
-			names = append(names, c.name())
+			names = append(names, c.Name())
 		}
 
 		out = append(out, fmt.Sprintf("CRDs from crds/ (Helm does not upgrade them): server-side apply of %d before the upgrade (field manager %s): %s",
@@ -500,15 +448,15 @@ func (cp *crdPlan) summary() []string {
 
 	for _, c := range cp.changes {
 		if c.live == nil {
-			out = append(out, "CRD "+c.name()+": not in the cluster, created")
+			out = append(out, "CRD "+c.Name()+": not in the cluster, created")
 		}
 
 		if len(c.takeover) > 0 {
-			out = append(out, fmt.Sprintf("CRD %s: takes over fields owned by %s (--force-conflicts)", c.name(), quoted(c.takeover)))
+			out = append(out, fmt.Sprintf("CRD %s: takes over fields owned by %s (--force-conflicts)", c.Name(), quoted(c.takeover)))
 		}
 
 		if len(c.dropped) > 0 {
-			out = append(out, fmt.Sprintf("CRD %s: removes what the chart no longer sets: %s", c.name(), capped(c.dropped, 5)))
+			out = append(out, fmt.Sprintf("CRD %s: removes what the chart no longer sets: %s", c.Name(), capped(c.dropped, 5)))
 		}
 	}
 
@@ -530,15 +478,15 @@ func (cp *crdPlan) diff() string {
 	for _, c := range cp.changes {
 		var old []byte
 
-		from := "CustomResourceDefinition " + c.name() + " (not in the cluster)"
+		from := "CustomResourceDefinition " + c.Name() + " (not in the cluster)"
 		if c.live != nil {
 			old, _ = yaml.Marshal(stripNoise(c.live))
-			from = "CustomResourceDefinition " + c.name() + " (live)"
+			from = "CustomResourceDefinition " + c.Name() + " (live)"
 		}
 
 		next, _ := yaml.Marshal(stripNoise(c.next))
 
-		d, err := textdiff.DiffWithCustomPaths(string(old), string(next), from, "CustomResourceDefinition "+c.name()+" ("+c.file+")")
+		d, err := textdiff.DiffWithCustomPaths(string(old), string(next), from, "CustomResourceDefinition "+c.Name()+" ("+c.File+")")
 		if err == nil {
 			b.WriteString(d)
 		}

@@ -23,6 +23,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	"sigs.k8s.io/yaml"
 
+	"github.com/hardstrap/hardstrap/charts"
 	"github.com/hardstrap/hardstrap/charts/chartstest"
 	"github.com/hardstrap/hardstrap/internal/kube"
 )
@@ -79,10 +80,10 @@ func widgetCRD(annotations []string, props ...string) string {
 }
 
 // crdObject parses a CRD manifest as the chart loader would hand it over.
-func crdObject(t *testing.T, manifest string) chartCRD {
+func crdObject(t *testing.T, manifest string) charts.CRD {
 	t.Helper()
 
-	crds, err := chartCRDs(&chart.Chart{Metadata: &chart.Metadata{Name: "fixture"}, Files: []*chart.File{{Name: "crds/widgets.yaml", Data: []byte(manifest)}}})
+	crds, err := charts.CRDs(&chart.Chart{Metadata: &chart.Metadata{Name: "fixture"}, Files: []*chart.File{{Name: "crds/widgets.yaml", Data: []byte(manifest)}}})
 	if err != nil || len(crds) != 1 {
 		t.Fatalf("parse CRD: %d CRDs, %v", len(crds), err)
 	}
@@ -104,7 +105,7 @@ type fakeCRDs struct {
 	client *dynamicfake.FakeDynamicClient
 }
 
-var crdKind = schema.GroupVersionKind{Group: crdResource.Group, Version: crdResource.Version, Kind: "CustomResourceDefinition"}
+var crdKind = schema.GroupVersionKind{Group: charts.CRDResource.Group, Version: charts.CRDResource.Version, Kind: "CustomResourceDefinition"}
 
 func newFakeCRDs() *fakeCRDs {
 	f := &fakeCRDs{
@@ -112,9 +113,9 @@ func newFakeCRDs() *fakeCRDs {
 		objs: map[string]*unstructured.Unstructured{},
 	}
 
-	f.client = dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{crdResource: "CustomResourceDefinitionList"})
-	f.client.PrependReactor("get", crdResource.Resource, f.get)
-	f.client.PrependReactor("patch", crdResource.Resource, f.patch)
+	f.client = dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{charts.CRDResource: "CustomResourceDefinitionList"})
+	f.client.PrependReactor("get", charts.CRDResource.Resource, f.get)
+	f.client.PrependReactor("patch", charts.CRDResource.Resource, f.patch)
 
 	return f
 }
@@ -140,7 +141,7 @@ func (f *fakeCRDs) get(a k8stesting.Action) (bool, runtime.Object, error) {
 		return true, obj.DeepCopy(), nil
 	}
 
-	return true, nil, apierrors.NewNotFound(crdResource.GroupResource(), name)
+	return true, nil, apierrors.NewNotFound(charts.CRDResource.GroupResource(), name)
 }
 
 func (f *fakeCRDs) patch(a k8stesting.Action) (bool, runtime.Object, error) {
@@ -190,7 +191,7 @@ func (f *fakeCRDs) patch(a k8stesting.Action) (bool, runtime.Object, error) {
 			case "/metadata/resourceVersion":
 				var rv string
 				if json.Unmarshal(op.Value, &rv); rv != live.GetResourceVersion() {
-					return true, nil, apierrors.NewConflict(crdResource.GroupResource(), name, errors.New("the object has been modified"))
+					return true, nil, apierrors.NewConflict(charts.CRDResource.GroupResource(), name, errors.New("the object has been modified"))
 				}
 			case "/metadata/managedFields":
 				var mf []metav1.ManagedFieldsEntry
@@ -486,13 +487,13 @@ func TestPlanCRD(t *testing.T) {
 				tt.live(t, f)
 			}
 
-			var before []chartCRD
+			var before []charts.CRD
 			if tt.before != "" {
-				before = []chartCRD{crdObject(t, tt.before)}
+				before = []charts.CRD{crdObject(t, tt.before)}
 			}
 
 			writes := f.writes
-			api := f.client.Resource(crdResource)
+			api := f.client.Resource(charts.CRDResource)
 
 			ch, err := planCRD(context.Background(), api, &State{ForceConflicts: tt.force}, crdObject(t, tt.chart), before)
 
@@ -547,7 +548,7 @@ func TestPlanCRD(t *testing.T) {
 // The managed fields of a CRD as the API server records them: a create owns each map it made
 // (".") besides its keys.
 func TestDroppedFields(t *testing.T) {
-	before := []chartCRD{crdObject(t, widgetCRD([]string{"a: one", "old: one"}, "size"))}
+	before := []charts.CRD{crdObject(t, widgetCRD([]string{"a: one", "old: one"}, "size"))}
 
 	entry := func(manager string, op metav1.ManagedFieldsOperationType, fields string) metav1.ManagedFieldsEntry {
 		return metav1.ManagedFieldsEntry{Manager: manager, Operation: op, APIVersion: "apiextensions.k8s.io/v1", FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(fields)}}
@@ -782,7 +783,7 @@ func TestConflictOwners(t *testing.T) {
 	f.helmCreate(t, widgetCRD([]string{"a: one", "b: one"}))
 	f.edit(t, widgetCRD([]string{"a: two", "b: one"}), "kubectl-edit")
 
-	_, err := applyCRD(context.Background(), f.client.Resource(crdResource), widgetsCRD, []byte(`{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition","metadata":{"name":"`+widgetsCRD+`","annotations":{"a":"three","b":"three"}}}`), false, true)
+	_, err := applyCRD(context.Background(), f.client.Resource(charts.CRDResource), widgetsCRD, []byte(`{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition","metadata":{"name":"`+widgetsCRD+`","annotations":{"a":"three","b":"three"}}}`), false, true)
 
 	got := conflictOwners(err)
 	want := map[string][]string{"kubectl-edit": {".metadata.annotations.a"}, kube.FieldManager: {".metadata.annotations.b"}}
