@@ -65,6 +65,8 @@ func (p *TextProgress) Done(st Stage, r *StageReport, err error) {
 	switch {
 	case err != nil:
 		fmt.Fprintf(p.W, " ✗ %s\n", st.Title())
+	case r.Status == StatusDeferred:
+		fmt.Fprintf(p.W, " • %s (after apply)\n", st.Title())
 	case r.Status == StatusPlanned:
 		fmt.Fprintf(p.W, " • %s: %s planned\n", st.Title(), Count(len(r.Items), "change"))
 	case len(r.Checks) > 0:

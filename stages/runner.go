@@ -29,6 +29,8 @@ type Status string
 const (
 	StatusUpToDate Status = "up-to-date"
 	StatusPlanned  Status = "planned"
+	// StatusDeferred is a Checker's in a plan: it runs when the run applies.
+	StatusDeferred Status = "deferred"
 	StatusApplied  Status = "applied"
 	StatusFailed   Status = "failed"
 )
@@ -151,7 +153,9 @@ func runCheck(ctx context.Context, s *State, st Checker, sr *StageReport, dryRun
 	sr.Items, sr.Status = []Change{}, StatusUpToDate
 
 	if dryRun {
+		sr.Status = StatusDeferred
 		sr.Notes = append(sr.Notes, st.Later())
+
 		return nil
 	}
 
