@@ -266,8 +266,14 @@ func LockSource(s Source, dir string) string {
 		return redact.URL(s.URL)
 	}
 
-	if rel, err := filepath.Rel(dir, s.URL); err == nil && filepath.IsAbs(s.URL) {
-		return filepath.ToSlash(rel)
+	// Relative to hardstrap.yaml's directory, whatever the working directory was.
+	absDir, errDir := filepath.Abs(dir)
+	absSrc, errSrc := filepath.Abs(s.URL)
+
+	if errDir == nil && errSrc == nil {
+		if rel, err := filepath.Rel(absDir, absSrc); err == nil {
+			return filepath.ToSlash(rel)
+		}
 	}
 
 	return filepath.ToSlash(s.URL)

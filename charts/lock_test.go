@@ -241,3 +241,14 @@ func TestLockSource(t *testing.T) {
 		}
 	}
 }
+
+// A local chart is recorded relative to hardstrap.yaml's directory whatever the working
+// directory: `-f lab/hardstrap.yaml` resolves its chart to lab/charts/mine.
+func TestLockSourceDoesNotDependOnTheWorkingDirectory(t *testing.T) {
+	t.Chdir(t.TempDir())
+
+	src := charts.Source{Kind: charts.SourceLocal, URL: filepath.Join("lab", "charts", "mine")}
+	if got := charts.LockSource(src, "lab"); got != "charts/mine" {
+		t.Errorf("LockSource(%v, lab) = %q, want charts/mine", src, got)
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -133,7 +132,7 @@ func ReadKeyBackup(c *config.Cluster) ([]corev1.Secret, error) {
 
 	switch {
 	case kb.IdentityFile != "":
-		if ident, err = userfile.Read(c.Resolve(expandHome(kb.IdentityFile)), userfile.LimitConfig); err != nil {
+		if ident, err = userfile.Read(c.Resolve(kb.IdentityFile), userfile.LimitConfig); err != nil {
 			return nil, fmt.Errorf("secrets.sealedSecrets.keyBackup.identityFile: %w", err)
 		}
 	default:
@@ -156,21 +155,6 @@ func ReadKeyBackup(c *config.Cluster) ([]corev1.Secret, error) {
 	}
 
 	return keys, nil
-}
-
-// expandHome turns a leading ~/ into the home directory: identity files live there.
-func expandHome(p string) string {
-	rest, ok := strings.CutPrefix(p, "~/")
-	if !ok {
-		return p
-	}
-
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return p
-	}
-
-	return filepath.Join(home, rest)
 }
 
 // keyBackup decrypts secrets.sealedSecrets.keyBackup once per run: the keys stage restores

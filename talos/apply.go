@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -186,11 +185,11 @@ func NewNodeClient(ctx context.Context, o NodeClientOptions) (*NodeClient, error
 // path, for the error message, when none exists).
 func talosconfigPath(explicit string) (string, error) {
 	if explicit != "" {
-		return expandHome(explicit)
+		return userfile.ExpandHome(explicit)
 	}
 
 	if env := os.Getenv(constants.TalosConfigEnvVar); env != "" {
-		return expandHome(env)
+		return userfile.ExpandHome(env)
 	}
 
 	paths, err := clientconfig.GetDefaultPaths()
@@ -219,19 +218,6 @@ func talosconfigPath(explicit string) (string, error) {
 	}
 
 	return first, nil
-}
-
-func expandHome(p string) (string, error) {
-	if p != "~" && !strings.HasPrefix(p, "~/") {
-		return p, nil
-	}
-
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("expand %s: %w", p, err)
-	}
-
-	return filepath.Join(home, strings.TrimPrefix(p, "~")), nil
 }
 
 func (c *NodeClient) newClient(ctx context.Context, endpoints []string) (*client.Client, error) {

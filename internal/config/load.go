@@ -196,9 +196,18 @@ func decodeErrors(file string, err error) []FieldError {
 	return out
 }
 
-// Resolve returns p relative to the configuration file's directory (absolute paths are kept).
+// Resolve returns p relative to the configuration file's directory: absolute paths are kept,
+// and a leading ~/ is the home directory (before, "~/.talos/config" became "<dir>/~/.talos/config").
 func (c *Cluster) Resolve(p string) string {
-	if p == "" || filepath.IsAbs(p) {
+	if p == "" {
+		return p
+	}
+
+	if home, err := userfile.ExpandHome(p); err == nil {
+		p = home
+	}
+
+	if filepath.IsAbs(p) {
 		return p
 	}
 

@@ -343,3 +343,23 @@ func TestLineCount(t *testing.T) {
 		}
 	}
 }
+
+// A path starting with ~/ is the home directory's, not a directory named ~ beside
+// hardstrap.yaml.
+func TestResolveExpandsHome(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+
+	c := &Cluster{File: filepath.Join("lab", "hardstrap.yaml")}
+
+	for in, want := range map[string]string{
+		"~/.talos/config":   filepath.Join(home, ".talos", "config"),
+		"controlplane.yaml": filepath.Join("lab", "controlplane.yaml"),
+		"/etc/talos/config": "/etc/talos/config",
+		"":                  "",
+	} {
+		if got := c.Resolve(in); got != want {
+			t.Errorf("Resolve(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

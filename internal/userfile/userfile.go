@@ -10,6 +10,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -160,4 +162,19 @@ func Lock(path string, wait time.Duration) (unlock func(), err error) {
 
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// ExpandHome turns a leading ~ or ~/ into the home directory, as a shell would for paths users
+// write in config files and flags (identity files and talosconfigs live there).
+func ExpandHome(p string) (string, error) {
+	if p != "~" && !strings.HasPrefix(p, "~/") {
+		return p, nil
+	}
+
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("expand %s: %w", p, err)
+	}
+
+	return filepath.Join(home, strings.TrimPrefix(p, "~")), nil
 }
