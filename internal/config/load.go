@@ -73,7 +73,7 @@ func Parse(file string, data []byte) (*Cluster, error) {
 
 	// Validate even when the walker found problems, so that one run lists them all. Problems
 	// that only follow from what the walker reported are left out.
-	v := &validator{file: file, base: filepath.Dir(file), positions: w.positions}
+	v := &validator{file: file, positions: w.positions}
 	v.cluster(&c)
 
 	for _, fe := range v.errs {

@@ -363,3 +363,33 @@ func TestResolveExpandsHome(t *testing.T) {
 		}
 	}
 }
+
+// talos.talosconfig: ~/.talos/config is found in the home directory at load time.
+func TestLoadFindsTalosconfigInHome(t *testing.T) {
+	home, dir := t.TempDir(), t.TempDir()
+	t.Setenv("HOME", home)
+
+	if err := os.MkdirAll(filepath.Join(home, ".talos"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+
+	for name, data := range map[string]string{
+		filepath.Join(home, ".talos", "config"): "context: lab\n",
+		filepath.Join(dir, "controlplane.yaml"): "version: v1alpha1\n",
+		filepath.Join(dir, "hardstrap.yaml"): "apiVersion: hardstrap.dev/v1alpha1\nkind: Cluster\nmetadata: {name: lab}\n" +
+			"talos:\n  configs: [{path: controlplane.yaml}]\n  talosconfig: ~/.talos/config\ncni: {name: none}\n",
+	} {
+		if err := os.WriteFile(name, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	c, err := Load(filepath.Join(dir, "hardstrap.yaml"))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+
+	if got := c.Resolve(c.Talos.Talosconfig); got != filepath.Join(home, ".talos", "config") {
+		t.Errorf("talosconfig resolves to %q", got)
+	}
+}

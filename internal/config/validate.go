@@ -34,7 +34,6 @@ var (
 // walker recorded.
 type validator struct {
 	file      string
-	base      string
 	positions map[string]position
 	errs      []FieldError
 	// inputs keeps what was read of the files the config names, once they are valid.
@@ -89,10 +88,7 @@ func (v *validator) fileExists(path, p string) bool {
 		return false
 	}
 
-	full := p
-	if !filepath.IsAbs(full) {
-		full = filepath.Join(v.base, p)
-	}
+	full := v.resolve(p)
 
 	st, err := os.Stat(full)
 
@@ -113,11 +109,12 @@ func (v *validator) fileExists(path, p string) bool {
 }
 
 func (v *validator) read(p string, limit int64) ([]byte, error) {
-	if !filepath.IsAbs(p) {
-		p = filepath.Join(v.base, p)
-	}
+	return userfile.Read(v.resolve(p), limit)
+}
 
-	return userfile.Read(p, limit)
+// resolve is Cluster.Resolve for the file being validated.
+func (v *validator) resolve(p string) string {
+	return (&Cluster{File: v.file}).Resolve(p)
 }
 
 func (v *validator) cluster(c *Cluster) {
@@ -352,12 +349,7 @@ func (v *validator) release(path string, r *Release) {
 			}
 		case strings.HasPrefix(src, "oci://"):
 		default:
-			full := src
-			if !filepath.IsAbs(full) {
-				full = filepath.Join(v.base, src)
-			}
-
-			if _, err := os.Stat(full); err != nil {
+			if _, err := os.Stat(v.resolve(src)); err != nil {
 				v.errf(path+".chart.source", "%q is neither an http(s):// repository, an oci:// reference, nor an existing local chart (.tgz or directory)", src)
 			}
 		}
