@@ -177,7 +177,7 @@ func ChangedPaths(old, new map[string]any) []string {
 			return
 		}
 
-		if !sameJSON(a, b) {
+		if !SameJSON(a, b) {
 			out = append(out, prefix)
 		}
 	}
@@ -196,7 +196,9 @@ func valuesPath(prefix, k string) string {
 	return prefix + "." + k
 }
 
-func sameJSON(a, b any) bool {
+// SameJSON reports whether a and b encode to the same JSON: how Helm's stored values, and
+// decoded manifests, compare when they mean the same.
+func SameJSON(a, b any) bool {
 	ja, errA := json.Marshal(a)
 	jb, errB := json.Marshal(b)
 

@@ -363,7 +363,7 @@ func TestChartsStageInstallsThenConverges(t *testing.T) {
 		wantDeployed(t, h, 1, "0.1.0", nil)
 	}
 
-	if got := f.history(t, "external-secrets", "external-secrets")[0].Config; !sameJSON(got["replicaCount"], 1) {
+	if got := f.history(t, "external-secrets", "external-secrets")[0].Config; !charts.SameJSON(got["replicaCount"], 1) {
 		t.Errorf("external-secrets installed with values %v, want replicaCount 1", got)
 	}
 
@@ -455,7 +455,7 @@ func TestChartsStageInstallsThenConverges(t *testing.T) {
 	h = f.history(t, "external-secrets", "external-secrets")
 	wantDeployed(t, h, 2, "0.1.0", nil)
 
-	if got := h[1].Config; !sameJSON(got["replicaCount"], 2) || !sameJSON(got["webhook"], map[string]any{"password": "s3cr3t-new"}) {
+	if got := h[1].Config; !charts.SameJSON(got["replicaCount"], 2) || !charts.SameJSON(got["webhook"], map[string]any{"password": "s3cr3t-new"}) {
 		t.Errorf("upgraded values %v", got)
 	}
 

@@ -287,7 +287,7 @@ func pathIn(obj any, p fieldpath.Path) bool {
 			l, _ := cur.([]any)
 			i := slices.IndexFunc(l, func(x any) bool {
 				m, ok := x.(map[string]any)
-				return ok && !slices.ContainsFunc(*pe.Key, func(f value.Field) bool { return !sameJSON(m[f.Name], f.Value.Unstructured()) })
+				return ok && !slices.ContainsFunc(*pe.Key, func(f value.Field) bool { return !charts.SameJSON(m[f.Name], f.Value.Unstructured()) })
 			})
 
 			if i < 0 {
@@ -297,7 +297,7 @@ func pathIn(obj any, p fieldpath.Path) bool {
 			cur = l[i]
 		case pe.Value != nil:
 			l, _ := cur.([]any)
-			i := slices.IndexFunc(l, func(x any) bool { return sameJSON(x, (*pe.Value).Unstructured()) })
+			i := slices.IndexFunc(l, func(x any) bool { return charts.SameJSON(x, (*pe.Value).Unstructured()) })
 
 			if i < 0 {
 				return false
@@ -502,11 +502,4 @@ func quoted(list []string) string {
 	}
 
 	return strings.Join(q, ", ")
-}
-
-func sameJSON(a, b any) bool {
-	ja, errA := json.Marshal(a)
-	jb, errB := json.Marshal(b)
-
-	return errA == nil && errB == nil && string(ja) == string(jb)
 }

@@ -22,4 +22,4 @@ func (s *State) helmConfig(namespace string) (*action.Configuration, error) {
 }
 
 // sameValues reports whether two normalised value trees are equal.
-func sameValues(a, b map[string]any) bool { return sameJSON(a, b) }
+func sameValues(a, b map[string]any) bool { return charts.SameJSON(a, b) }

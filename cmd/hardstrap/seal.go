@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -126,7 +125,7 @@ func sealingCert(c *cli.Context) ([]byte, error) {
 		return nil, fmt.Errorf("%w (or seal offline with --cert FILE)", err)
 	}
 
-	ns, svc, err := controllerPlacement(c)
+	ns, svc, err := controllerPlacement(c, true)
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +168,7 @@ func runBackup(c *cli.Context) error {
 		return usageError{fmt.Errorf("--recipient: %w", err)}
 	}
 
-	ns, _, err := controllerPlacement(c)
+	ns, _, err := controllerPlacement(c, false)
 	if err != nil {
 		return err
 	}
@@ -253,11 +252,11 @@ func controllerFlags(withService bool) []cli.Flag {
 
 // controllerPlacement returns the controller's namespace and Service: the flags when given,
 // else what hardstrap.yaml installs (--config; ./hardstrap.yaml when present), else the pin's
-// placement with hardstrap's default values.
-func controllerPlacement(c *cli.Context) (namespace, service string, err error) {
+// placement with hardstrap's default values. withService: the command needs the Service too.
+func controllerPlacement(c *cli.Context, withService bool) (namespace, service string, err error) {
 	var cfg *config.Cluster
 
-	if !c.IsSet(flagControllerNamespace) || (!c.IsSet(flagControllerName) && hasFlag(c, flagControllerName)) {
+	if !c.IsSet(flagControllerNamespace) || (withService && !c.IsSet(flagControllerName)) {
 		file := c.String(flagConfig)
 		explicit := file != ""
 
@@ -290,15 +289,4 @@ func controllerPlacement(c *cli.Context) (namespace, service string, err error) 
 	}
 
 	return namespace, service, nil
-}
-
-// hasFlag reports whether the command defines the flag name.
-func hasFlag(c *cli.Context, name string) bool {
-	for _, f := range c.Command.Flags {
-		if slices.Contains(f.Names(), name) {
-			return true
-		}
-	}
-
-	return false
 }
