@@ -9,21 +9,19 @@ import (
 	"time"
 
 	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/release"
-	"helm.sh/helm/v3/pkg/storage/driver"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/hardstrap/hardstrap/charts"
 	"github.com/hardstrap/hardstrap/gate"
 	"github.com/hardstrap/hardstrap/internal/kube"
+	"github.com/hardstrap/hardstrap/internal/say"
 )
 
 // DefaultHelmTimeout bounds each Helm operation, and its wait, when --timeout is not given.
 const DefaultHelmTimeout = 5 * time.Minute
-
-// helmMaxHistory is how many revisions of a release Helm keeps.
-const helmMaxHistory = 10
 
 // defaultNodeGrace is how long a release that waits gives the nodes to turn Ready after this
 // run installed the CNI: the kubelet reports Ready only some seconds after the CNI is up.
@@ -142,12 +140,10 @@ func loadPlanned(ctx context.Context, s *State, r charts.Release) (*planned, err
 
 	values := r.Normal
 
-	history, err := action.NewHistory(cfg).Run(r.ReleaseName)
-	if err != nil && !errors.Is(err, driver.ErrReleaseNotFound) {
+	history, err := charts.History(cfg, r.ReleaseName)
+	if err != nil {
 		return nil, fmt.Errorf("read Helm history of release %s: %w", name, err)
 	}
-
-	slices.SortFunc(history, func(a, b *release.Release) int { return a.Version - b.Version })
 
 	containers, err := pinnedContainers(ctx, s, r, values)
 	if err != nil {
@@ -166,7 +162,7 @@ func (run *chartsRun) change(ctx context.Context, p *planned) (*Change, string, 
 
 	last := p.history[len(p.history)-1]
 	status := last.Info.Status
-	deployed := lastWith(p.history, release.StatusDeployed)
+	deployed := charts.LastWith(p.history, release.StatusDeployed)
 
 	switch {
 	case status == release.StatusDeployed && p.matches(last):
@@ -179,7 +175,7 @@ func (run *chartsRun) change(ctx context.Context, p *planned) (*Change, string, 
 
 	// Helm upgrades over a failed revision when an earlier one was deployed, and over one in
 	// an unknown state only from a revision still deployed.
-	case status == release.StatusFailed && (deployed != nil || lastWith(p.history, release.StatusSuperseded) != nil),
+	case status == release.StatusFailed && (deployed != nil || charts.LastWith(p.history, release.StatusSuperseded) != nil),
 		status == release.StatusUnknown && deployed != nil:
 		ch, err := run.upgradeChange(ctx, p, last, fmt.Sprintf("revision %d %s (%s): upgrade over it", last.Version, status, last.Info.Description))
 
@@ -219,9 +215,9 @@ func (run *chartsRun) upgradeChange(ctx context.Context, p *planned, from *relea
 		return nil, fmt.Errorf("%s: %w", p.target(), err)
 	}
 
-	summary := append(append(lead, upgradeSummary(from, p)...), crds.summary()...)
+	summary := append(append(lead, upgradeSummary(from, p)...), crds.Summary()...)
 
-	return run.newChange(p, "upgrade", summary, p.diff(from)+crds.diff(), append(crds.steps(run, p), run.upgrade(p))...), nil
+	return run.newChange(p, "upgrade", summary, p.diff(from)+crds.Diff(), append(run.crdSteps(crds, p), run.upgrade(p))...), nil
 }
 
 // recoverChange plans the way out of a release an interrupted Helm operation left pending,
@@ -229,7 +225,7 @@ func (run *chartsRun) upgradeChange(ctx context.Context, p *planned, from *relea
 // progress").
 func (run *chartsRun) recoverChange(ctx context.Context, p *planned, last, deployed *release.Release) (*Change, error) {
 	status := last.Info.Status
-	stuck := fmt.Sprintf("revision %d is stuck in %s since %s (%s)", last.Version, status, last.Info.LastDeployed.UTC().Format(time.RFC3339), interrupted(status))
+	stuck := fmt.Sprintf("revision %d is stuck in %s since %s (%s)", last.Version, status, last.Info.LastDeployed.UTC().Format(time.RFC3339), charts.Interrupted(status))
 	caveat := "if a Helm operation on this release is in fact still running elsewhere, stop this run and let it finish"
 
 	if status == release.StatusPendingInstall || status == release.StatusUninstalling || status == release.StatusUnknown || deployed == nil {
@@ -247,7 +243,7 @@ func (run *chartsRun) recoverChange(ctx context.Context, p *planned, last, deplo
 
 	next := fmt.Sprintf("roll back to revision %d, the last deployed (%s), which already matches hardstrap.yaml", deployed.Version, charts.Label(deployed.Chart))
 
-	var crds *crdPlan
+	var crds *charts.CRDPlan
 
 	if upgradeAfter {
 		next = fmt.Sprintf("roll back to revision %d, the last deployed (%s), then upgrade: %s", deployed.Version, charts.Label(deployed.Chart), strings.Join(upgradeSummary(deployed, p), "; "))
@@ -258,25 +254,10 @@ func (run *chartsRun) recoverChange(ctx context.Context, p *planned, last, deplo
 		}
 	}
 
-	summary := append([]string{stuck, next}, crds.summary()...)
-	steps := append(crds.steps(run, p), run.rollbackThenUpgrade(p, last.Version, deployed.Version, upgradeAfter))
+	summary := append([]string{stuck, next}, crds.Summary()...)
+	steps := append(run.crdSteps(crds, p), run.rollbackThenUpgrade(p, last.Version, deployed.Version, upgradeAfter))
 
-	return run.newChange(p, "recover", append(summary, caveat), p.diff(last)+crds.diff(), steps...), nil
-}
-
-func interrupted(s release.Status) string {
-	switch s {
-	case release.StatusPendingInstall:
-		return "an install was interrupted"
-	case release.StatusPendingUpgrade:
-		return "an upgrade was interrupted"
-	case release.StatusPendingRollback:
-		return "a rollback was interrupted"
-	case release.StatusUninstalling:
-		return "an uninstall was interrupted"
-	default:
-		return "Helm does not know how its last operation ended"
-	}
+	return run.newChange(p, "recover", append(summary, caveat), p.diff(last)+crds.Diff(), steps...), nil
 }
 
 // step is one Helm operation of a change; it returns what it did.
@@ -332,56 +313,34 @@ func (run *chartsRun) waitFor(r charts.Release) (bool, time.Duration) {
 	return wait, timeout
 }
 
+// op is the Helm operation on p's release that one step of a change runs.
+func (run *chartsRun) op(p *planned, wait bool, timeout time.Duration) charts.Op {
+	return charts.Op{
+		Config: p.cfg, Release: p.rel, Chart: p.fetched.Chart, Values: p.values,
+		Wait: wait, Timeout: timeout, PostRenderer: run.state.postRenderer(),
+	}
+}
+
 func (run *chartsRun) install(p *planned, replace bool) step {
 	return func(ctx context.Context, wait bool, timeout time.Duration) (string, error) {
-		i := action.NewInstall(p.cfg)
-		i.ReleaseName, i.Namespace, i.CreateNamespace = p.rel.ReleaseName, p.rel.Namespace, true
-		i.Wait, i.Timeout = wait, timeout
-		i.SkipCRDs = false // crds/ go in before the templates
-		i.Replace = replace
-		i.PostRenderer = run.state.postRenderer()
-
-		rel, err := i.RunWithContext(ctx, p.fetched.Chart, copyValues(p.values))
-		if err != nil {
-			return "", err
-		}
-
-		return fmt.Sprintf("installed %s: revision %d %s", charts.Label(rel.Chart), rel.Version, rel.Info.Status), nil
+		return run.op(p, wait, timeout).Install(ctx, replace)
 	}
 }
 
 func (run *chartsRun) upgrade(p *planned) step {
 	return func(ctx context.Context, wait bool, timeout time.Duration) (string, error) {
-		u := action.NewUpgrade(p.cfg)
-		u.Namespace = p.rel.Namespace
-		u.Wait, u.Timeout = wait, timeout
-		u.MaxHistory = helmMaxHistory
-		// The values are exactly hardstrap's: never merged with, or reused from, the last
-		// revision, so removing a value removes it.
-		u.ResetValues = true
-		u.PostRenderer = run.state.postRenderer()
-
-		rel, err := u.RunWithContext(ctx, p.rel.ReleaseName, p.fetched.Chart, copyValues(p.values))
-		if err != nil {
-			return "", err
-		}
-
-		return fmt.Sprintf("upgraded to %s: revision %d %s", charts.Label(rel.Chart), rel.Version, rel.Info.Status), nil
+		return run.op(p, wait, timeout).Upgrade(ctx)
 	}
 }
 
 func (run *chartsRun) uninstallThenInstall(p *planned) step {
-	install := run.install(p, false)
-
 	return func(ctx context.Context, wait bool, timeout time.Duration) (string, error) {
-		u := action.NewUninstall(p.cfg)
-		u.Timeout = timeout
-
-		if _, err := u.Run(p.rel.ReleaseName); err != nil {
+		op := run.op(p, wait, timeout)
+		if err := op.Uninstall(); err != nil {
 			return "", fmt.Errorf("uninstall the stuck release: %w", err)
 		}
 
-		res, err := install(ctx, wait, timeout)
+		res, err := op.Install(ctx, false)
 		if err != nil {
 			return "uninstalled the stuck release", err
 		}
@@ -390,41 +349,55 @@ func (run *chartsRun) uninstallThenInstall(p *planned) step {
 	}
 }
 
-// rollbackThenUpgrade rolls back to revision to, marks the stuck revision failed (Helm leaves
-// it pending for ever otherwise, in `helm history`), and upgrades when the plan said so.
+// rollbackThenUpgrade rolls back to revision to, leaving the stuck revision failed, and
+// upgrades when the plan said so.
 func (run *chartsRun) rollbackThenUpgrade(p *planned, stuck, to int, upgradeAfter bool) step {
-	upgrade := run.upgrade(p)
-
 	return func(ctx context.Context, wait bool, timeout time.Duration) (string, error) {
-		r := action.NewRollback(p.cfg)
-		r.Version, r.Wait, r.Timeout, r.MaxHistory = to, wait, timeout, helmMaxHistory
+		op := run.op(p, wait, timeout)
 
-		if err := r.Run(p.rel.ReleaseName); err != nil {
-			return "", fmt.Errorf("roll back to revision %d: %w", to, err)
+		done, err := op.Rollback(stuck, to)
+		if err != nil || !upgradeAfter {
+			return done, err
 		}
 
-		done := fmt.Sprintf("rolled back to revision %d", to)
-
-		if rel, err := p.cfg.Releases.Get(p.rel.ReleaseName, stuck); err == nil && rel.Info.Status.IsPending() {
-			was := rel.Info.Status
-			rel.SetStatus(release.StatusFailed, fmt.Sprintf("interrupted; hardstrap rolled back to revision %d", to))
-
-			if err := p.cfg.Releases.Update(rel); err != nil {
-				done += fmt.Sprintf(" (revision %d stays %s in the history: %v)", stuck, was, err)
-			}
-		}
-
-		if !upgradeAfter {
-			return done, nil
-		}
-
-		res, err := upgrade(ctx, wait, timeout)
+		res, err := op.Upgrade(ctx)
 		if err != nil {
 			return done, err
 		}
 
 		return done + "; " + res, nil
 	}
+}
+
+// crdSteps returns the step that applies the planned crds/ CRDs, or none.
+func (run *chartsRun) crdSteps(cp *charts.CRDPlan, p *planned) []step {
+	if cp.Empty() {
+		return nil
+	}
+
+	return []step{func(ctx context.Context, _ bool, _ time.Duration) (string, error) {
+		client, err := run.state.KubeClient()
+		if err != nil {
+			return "", err
+		}
+
+		return cp.Apply(ctx, client.Dynamic.Resource(charts.CRDResource), p.cfg)
+	}}
+}
+
+// planCRDs plans the crds/ CRDs an upgrade of p from revision from needs.
+func (run *chartsRun) planCRDs(ctx context.Context, p *planned, from *release.Release) (*charts.CRDPlan, error) {
+	client, err := run.state.KubeClient()
+	if err != nil {
+		return nil, err
+	}
+
+	var was *chart.Chart
+	if from != nil {
+		was = from.Chart
+	}
+
+	return charts.PlanCRDs(ctx, client.Dynamic.Resource(charts.CRDResource), p.fetched.Chart, was, run.state.ForceConflicts)
 }
 
 // checkNodes makes sure waiting for r can end: some node must be Ready, except for the CNI,
@@ -483,17 +456,6 @@ func nodeReady(n corev1.Node) bool {
 	return false
 }
 
-// lastWith returns the newest revision with status s, or nil.
-func lastWith(history []*release.Release, s release.Status) *release.Release {
-	for i := len(history) - 1; i >= 0; i-- {
-		if history[i].Info != nil && history[i].Info.Status == s {
-			return history[i]
-		}
-	}
-
-	return nil
-}
-
 // matches reports whether rel is what the release is to be: the same chart, values and (when
 // pinned) images, those of its stored, post-rendered manifest.
 func (p *planned) matches(rel *release.Release) bool {
@@ -527,14 +489,14 @@ func upgradeSummary(from *release.Release, p *planned) []string {
 
 	fromValues, _ := charts.NormalValues(from.Config)
 	if paths := charts.ChangedPaths(fromValues, p.values); len(paths) > 0 {
-		out = append(out, "values changed: "+capped(paths, mostPaths))
+		out = append(out, "values changed: "+say.Capped(paths, mostPaths))
 	} else {
 		out = append(out, "values: unchanged")
 	}
 
 	if bump {
 		if paths := charts.ChangedPaths(charts.Defaults(from.Chart), charts.Defaults(p.fetched.Chart)); len(paths) > 0 {
-			out = append(out, "chart defaults changed (its values.yaml): "+capped(paths, mostPaths))
+			out = append(out, "chart defaults changed (its values.yaml): "+say.Capped(paths, mostPaths))
 		}
 	}
 
@@ -573,15 +535,6 @@ func (p *planned) diff(rel *release.Release) string {
 	return b.String()
 }
 
-// capped joins list, naming at most most of its entries.
-func capped(list []string, most int) string {
-	if len(list) > most {
-		return strings.Join(list[:most], ", ") + fmt.Sprintf(" and %d more", len(list)-most)
-	}
-
-	return strings.Join(list, ", ")
-}
-
 // relabel names the two sides of a textdiff unified diff ("--- a", "+++ b").
 func relabel(d, from, to string) string {
 	if rest, ok := strings.CutPrefix(d, "--- a\n+++ b\n"); ok {
@@ -589,11 +542,4 @@ func relabel(d, from, to string) string {
 	}
 
 	return d
-}
-
-// copyValues gives Helm its own copy of the values; it keeps what it is given in the release.
-func copyValues(v map[string]any) map[string]any {
-	out, _ := charts.NormalValues(v)
-
-	return out
 }

@@ -59,7 +59,7 @@ type chartsFixture struct {
 	file string
 	mem  map[string]*driver.Memory // release store per namespace
 	kube *recordingKube
-	crds *fakeCRDs // the cluster's CRDs, which Helm creates and the stage applies
+	crds *chartstest.FakeCRDs // the cluster's CRDs, which Helm creates and the stage applies
 }
 
 // chartsConfig is what a test varies in hardstrap.yaml.
@@ -74,7 +74,7 @@ type chartsConfig struct {
 func newChartsFixture(t *testing.T) *chartsFixture {
 	t.Helper()
 
-	crds := newFakeCRDs()
+	crds := chartstest.NewFakeCRDs()
 	f := &chartsFixture{dir: t.TempDir(), mem: map[string]*driver.Memory{}, kube: newRecordingKube(crds), crds: crds}
 	f.file = filepath.Join(f.dir, "hardstrap.yaml")
 
@@ -166,7 +166,7 @@ func (f *chartsFixture) state(t *testing.T) *State {
 
 // newKube is the fixture's cluster: its CRDs, and no nodes.
 func (f *chartsFixture) newKube(kube.Options) (*kube.Client, error) {
-	return &kube.Client{Typed: k8sfake.NewClientset(), Dynamic: f.crds.client}, nil
+	return &kube.Client{Typed: k8sfake.NewClientset(), Dynamic: f.crds.Client}, nil
 }
 
 func (f *chartsFixture) helmConfig(namespace string) (*action.Configuration, error) {
@@ -231,7 +231,7 @@ func (f *chartsFixture) releaseCount(t *testing.T) int {
 type recordingKube struct {
 	*kubefake.FailingKubeClient
 
-	crds *fakeCRDs
+	crds *chartstest.FakeCRDs
 
 	mu    sync.Mutex
 	built []string
@@ -240,7 +240,7 @@ type recordingKube struct {
 
 var kindLine = regexp.MustCompile(`(?m)^kind: *(\S+)`)
 
-func newRecordingKube(crds *fakeCRDs) *recordingKube {
+func newRecordingKube(crds *chartstest.FakeCRDs) *recordingKube {
 	return &recordingKube{FailingKubeClient: &kubefake.FailingKubeClient{PrintingKubeClient: kubefake.PrintingKubeClient{Out: io.Discard}}, crds: crds}
 }
 
@@ -257,7 +257,7 @@ func (k *recordingKube) Build(r io.Reader, validate bool) (helmkube.ResourceList
 	k.mu.Unlock()
 
 	if k.crds != nil {
-		if err := k.crds.helmBuilt(string(data)); err != nil {
+		if err := k.crds.HelmBuilt(string(data)); err != nil {
 			return nil, err
 		}
 	}
@@ -641,7 +641,7 @@ func (f *chartsFixture) seed(t *testing.T, namespace, name string, desired map[s
 
 			// Helm created its CRDs when it installed the release.
 			for _, crd := range ch.CRDObjects() {
-				f.crds.helmCreate(t, string(crd.File.Data))
+				f.crds.HelmCreate(t, string(crd.File.Data))
 			}
 
 			loaded[r.version] = ch
@@ -649,7 +649,7 @@ func (f *chartsFixture) seed(t *testing.T, namespace, name string, desired map[s
 
 		values := r.values
 		if values == nil {
-			values = copyValues(desired)
+			values = charts.CopyValues(desired)
 		}
 
 		now := helmtime.Now()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hardstrap/hardstrap/charts"
 	"github.com/hardstrap/hardstrap/gate"
+	"github.com/hardstrap/hardstrap/internal/say"
 )
 
 // LockAccept says which changed digests a run records in hardstrap.lock instead of refusing
@@ -214,7 +215,7 @@ func (s *State) lockChange(rep *gate.Report, full bool) (*Change, error) {
 	if !lk.old.Exists() {
 		ch.Action = "create"
 		ch.Summary = append([]string{fmt.Sprintf("trust on first use: %s and %s; later runs refuse other digests for the same versions and tags",
-			Count(len(next.Charts), "chart"), Count(len(next.Images), "image"))}, summary...)
+			say.Count(len(next.Charts), "chart"), say.Count(len(next.Images), "image"))}, summary...)
 	}
 
 	ch.apply = func(context.Context) (string, error) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hardstrap/hardstrap/charts"
 	"github.com/hardstrap/hardstrap/gate"
+	"github.com/hardstrap/hardstrap/internal/say"
 )
 
 // unpinnedWarning is what the charts stage says when it installs images by tag.
@@ -57,7 +58,7 @@ func pinnedContainers(ctx context.Context, s *State, r charts.Release, values ma
 		return nil, err
 	}
 
-	manifests, err := charts.Render(fetched.Chart, copyValues(values), r.Namespace, r.ReleaseName)
+	manifests, err := charts.Render(fetched.Chart, charts.CopyValues(values), r.Namespace, r.ReleaseName)
 	if err != nil {
 		return nil, err
 	}
@@ -108,15 +109,7 @@ func (p *planned) imagesSummary(rel *release.Release) []string {
 	gone := slices.DeleteFunc(slices.Clone(old), func(i string) bool { return slices.Contains(now, i) })
 	added := slices.DeleteFunc(slices.Clone(now), func(i string) bool { return slices.Contains(old, i) })
 
-	return []string{"images: " + orNone(gone) + " -> " + orNone(added)}
-}
-
-func orNone(list []string) string {
-	if len(list) == 0 {
-		return "(none)"
-	}
-
-	return strings.Join(list, ", ")
+	return []string{"images: " + say.OrNone(gone) + " -> " + say.OrNone(added)}
 }
 
 // imagesDiff is a line diff of the images of rel (nil: none) and the pinned images the

@@ -14,9 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
-	"sigs.k8s.io/yaml"
-
-	"github.com/siderolabs/talos/pkg/machinery/textdiff"
 
 	"github.com/hardstrap/hardstrap/internal/kube"
 	"github.com/hardstrap/hardstrap/policy"
@@ -197,12 +194,12 @@ func planApplyTo(ctx context.Context, client *kube.Client, res dynamic.ResourceI
 
 	dry, err := res.Patch(ctx, obj.GetName(), types.ApplyPatchType, data, applyOptions(s, true))
 	if err != nil {
-		return nil, fmt.Errorf("dry-run apply %s: %w", name, conflictHint(err))
+		return nil, fmt.Errorf("dry-run apply %s: %w", name, kube.ConflictHint(err))
 	}
 
 	warnings := client.Take()
 
-	if live != nil && sameObject(live, dry) {
+	if live != nil && kube.SameObject(live, dry) {
 		return nil, nil
 	}
 
@@ -220,7 +217,7 @@ func planApplyTo(ctx context.Context, client *kube.Client, res dynamic.ResourceI
 	}
 
 	ch := newApplyChange(res, obj, data, s, action, name, warnings, blocked)
-	ch.Diff = objectDiff(live, dry)
+	ch.Diff = kube.ObjectDiff(live, dry, "", "")
 
 	return ch, nil
 }
@@ -235,7 +232,7 @@ func newApplyChange(res dynamic.ResourceInterface, obj *unstructured.Unstructure
 		Action: action, Target: name, Summary: summary, Blocked: blocked,
 		apply: func(ctx context.Context) (string, error) {
 			if _, err := res.Patch(ctx, obj.GetName(), types.ApplyPatchType, data, applyOptions(s, false)); err != nil {
-				return "", fmt.Errorf("apply %s: %w", name, conflictHint(err))
+				return "", fmt.Errorf("apply %s: %w", name, kube.ConflictHint(err))
 			}
 
 			return "", nil
@@ -247,59 +244,6 @@ func nsMissing(ctx context.Context, client *kube.Client, ns string) bool {
 	_, err := client.Typed.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 
 	return apierrors.IsNotFound(err)
-}
-
-func conflictHint(err error) error {
-	if apierrors.IsConflict(err) {
-		return fmt.Errorf("%w (another field manager owns these fields: change them there, or pass --force-conflicts to take them over)", err)
-	}
-
-	return err
-}
-
-// comparable strips what changes without the object changing.
-func comparable(obj *unstructured.Unstructured) map[string]any {
-	o := obj.DeepCopy()
-	unstructured.RemoveNestedField(o.Object, "metadata", "managedFields")
-	unstructured.RemoveNestedField(o.Object, "metadata", "resourceVersion")
-	unstructured.RemoveNestedField(o.Object, "metadata", "generation")
-
-	return o.Object
-}
-
-func sameObject(a, b *unstructured.Unstructured) bool {
-	ja, _ := json.Marshal(comparable(a))
-	jb, _ := json.Marshal(comparable(b))
-
-	return string(ja) == string(jb)
-}
-
-// objectDiff is a line diff of the live object and what it would become.
-func objectDiff(live, next *unstructured.Unstructured) string {
-	var a, b []byte
-
-	if live != nil {
-		a, _ = yaml.Marshal(stripNoise(live))
-	}
-
-	b, _ = yaml.Marshal(stripNoise(next))
-
-	d, err := textdiff.Diff(string(a), string(b))
-	if err != nil {
-		return ""
-	}
-
-	return d
-}
-
-func stripNoise(obj *unstructured.Unstructured) map[string]any {
-	o := comparable(obj)
-	m := unstructured.Unstructured{Object: o}
-	unstructured.RemoveNestedField(m.Object, "metadata", "uid")
-	unstructured.RemoveNestedField(m.Object, "metadata", "creationTimestamp")
-	unstructured.RemoveNestedField(m.Object, "status")
-
-	return m.Object
 }
 
 // planPrune lists objects labelled as ours for this cluster that the config no longer names.

@@ -5,6 +5,8 @@ import (
 	"io"
 	"sync"
 	"time"
+
+	"github.com/hardstrap/hardstrap/internal/say"
 )
 
 // TextProgress prints a line per stage like kind does: a spinner while the stage runs on a
@@ -68,23 +70,14 @@ func (p *TextProgress) Done(st Stage, r *StageReport, err error) {
 	case r.Status == StatusDeferred:
 		fmt.Fprintf(p.W, " • %s (after apply)\n", st.Title())
 	case r.Status == StatusPlanned:
-		fmt.Fprintf(p.W, " • %s: %s planned\n", st.Title(), Count(len(r.Items), "change"))
+		fmt.Fprintf(p.W, " • %s: %s planned\n", st.Title(), say.Count(len(r.Items), "change"))
 	case len(r.Checks) > 0:
 		fmt.Fprintf(p.W, " ✓ %s (%s)\n", st.Title(), checkCounts(r.Checks))
 	case r.Status == StatusUpToDate:
 		fmt.Fprintf(p.W, " ✓ %s (no changes)\n", st.Title())
 	default:
-		fmt.Fprintf(p.W, " ✓ %s (%s)\n", st.Title(), Count(len(r.Items), "change"))
+		fmt.Fprintf(p.W, " ✓ %s (%s)\n", st.Title(), say.Count(len(r.Items), "change"))
 	}
-}
-
-// Count says "1 change", "2 changes": n and the noun, plural when n is not 1.
-func Count(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-
-	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 func checkCounts(checks []Check) string {
@@ -99,7 +92,7 @@ func checkCounts(checks []Check) string {
 	}
 
 	if n[Warn] > 0 {
-		out += fmt.Sprintf(", %s", Count(n[Warn], "warning"))
+		out += fmt.Sprintf(", %s", say.Count(n[Warn], "warning"))
 	}
 
 	return out

@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/hardstrap/hardstrap/internal/say"
 )
 
 // RenderOptions choose how much of a report RenderText prints.
@@ -29,20 +31,20 @@ func RenderText(w io.Writer, rep *Report, o RenderOptions) {
 		}
 
 		if sr.Gate != nil {
-			fmt.Fprintf(w, "\n%s: %s, %d blocked\n", sr.Name, Count(len(sr.Gate.Images), "image"), sr.Gate.Blocked)
+			fmt.Fprintf(w, "\n%s: %s, %d blocked\n", sr.Name, say.Count(len(sr.Gate.Images), "image"), sr.Gate.Blocked)
 			sr.Gate.RenderText(w, o.Notes)
 
 			continue
 		}
 
 		if len(sr.Checks) > 0 {
-			fmt.Fprintf(w, "\n%s: %s\n", sr.Name, Count(len(sr.Checks), "check"))
+			fmt.Fprintf(w, "\n%s: %s\n", sr.Name, say.Count(len(sr.Checks), "check"))
 			RenderChecks(w, sr.Checks, o.Notes)
 
 			continue
 		}
 
-		fmt.Fprintf(w, "\n%s: %s\n", sr.Name, Count(len(sr.Items), "change"))
+		fmt.Fprintf(w, "\n%s: %s\n", sr.Name, say.Count(len(sr.Items), "change"))
 
 		for _, ch := range sr.Items {
 			fmt.Fprintf(w, "  %s %s %s\n", actionMark(ch.Action), ch.Action, ch.Target)
@@ -82,9 +84,9 @@ func RenderText(w io.Writer, rep *Report, o RenderOptions) {
 		fmt.Fprintf(w, "No changes: the cluster matches %s. (%s)\n", rep.Config, elapsed)
 	case rep.DryRun:
 		fmt.Fprintf(w, "Plan: %s in %s. Run `hardstrap apply` to perform them. (%s)\n",
-			Count(rep.Changes, "change"), Count(stagesWithChanges, "stage"), elapsed)
+			say.Count(rep.Changes, "change"), say.Count(stagesWithChanges, "stage"), elapsed)
 	default:
-		fmt.Fprintf(w, "Applied %s in %s in %s.\n", Count(rep.Changes, "change"), Count(stagesWithChanges, "stage"), elapsed)
+		fmt.Fprintf(w, "Applied %s in %s in %s.\n", say.Count(rep.Changes, "change"), say.Count(stagesWithChanges, "stage"), elapsed)
 	}
 }
 

@@ -13,14 +13,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hardstrap/hardstrap/internal/config"
-	"github.com/hardstrap/hardstrap/talos"
-	"github.com/hardstrap/hardstrap/talos/talostest"
 	machineapi "github.com/siderolabs/talos/pkg/machinery/api/machine"
 	tconfig "github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/machine"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/talos"
+	"github.com/hardstrap/hardstrap/talos/talostest"
 )
 
 // ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import (
 
 	"github.com/hardstrap/hardstrap/internal/config"
 	"github.com/hardstrap/hardstrap/internal/kube"
+	"github.com/hardstrap/hardstrap/internal/say"
 	"github.com/hardstrap/hardstrap/policy"
 )
 
@@ -161,7 +162,7 @@ func (p *netProbe) noNode(ctx context.Context) string {
 		}
 	}
 
-	return fmt.Sprintf("no schedulable node: none of the %s is Ready and schedulable", Count(len(nodes.Items), "node"))
+	return fmt.Sprintf("no schedulable node: none of the %s is Ready and schedulable", say.Count(len(nodes.Items), "node"))
 }
 
 // probeRun is one run of the probe in one namespace.

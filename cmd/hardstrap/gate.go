@@ -9,6 +9,7 @@ import (
 
 	"github.com/hardstrap/hardstrap/gate"
 	"github.com/hardstrap/hardstrap/internal/config"
+	"github.com/hardstrap/hardstrap/internal/say"
 	"github.com/hardstrap/hardstrap/stages"
 )
 
@@ -96,7 +97,7 @@ func runGate(c *cli.Context) error {
 		}
 	} else {
 		rep.RenderText(stdout, c.Bool(flagVerbose))
-		fmt.Fprintf(stdout, "\n%s checked, %d blocked.\n", stages.Count(len(rep.Images), "image"), rep.Blocked)
+		fmt.Fprintf(stdout, "\n%s checked, %d blocked.\n", say.Count(len(rep.Images), "image"), rep.Blocked)
 	}
 
 	return rep.Err()

@@ -14,9 +14,9 @@ import (
 	"github.com/hardstrap/hardstrap/internal/config"
 	"github.com/hardstrap/hardstrap/internal/kube"
 	"github.com/hardstrap/hardstrap/internal/pemcert"
+	"github.com/hardstrap/hardstrap/internal/say"
 	"github.com/hardstrap/hardstrap/internal/userfile"
 	"github.com/hardstrap/hardstrap/secrets/sealing"
-	"github.com/hardstrap/hardstrap/stages"
 )
 
 func sealCommand() *cli.Command {
@@ -201,7 +201,7 @@ func runBackup(c *cli.Context) error {
 	}
 
 	fmt.Fprintf(c.App.Writer, "Backed up %s to %s, encrypted to %s:\n  %s\n",
-		stages.Count(len(keys), "sealing key"), to, stages.Count(len(recipients), "recipient"), strings.Join(fps, "\n  "))
+		say.Count(len(keys), "sealing key"), to, say.Count(len(recipients), "recipient"), strings.Join(fps, "\n  "))
 
 	return nil
 }

@@ -24,6 +24,7 @@ import (
 	"k8s.io/pod-security-admission/policy"
 	"sigs.k8s.io/yaml"
 
+	"github.com/hardstrap/hardstrap/internal/say"
 	"github.com/hardstrap/hardstrap/internal/userfile"
 )
 
@@ -590,7 +591,7 @@ func WriteText(w io.Writer, rep *Report, verbose bool) error {
 	fmt.Fprintf(&b, "%d of %d workloads violate %s", rep.Violations, rep.Workloads, rep.Policy)
 
 	if verbose && len(rep.Skipped) > 0 {
-		fmt.Fprintf(&b, " (%d other %s skipped)", len(rep.Skipped), plural(len(rep.Skipped), "object", "objects"))
+		fmt.Fprintf(&b, " (%d other %s skipped)", len(rep.Skipped), say.Noun(len(rep.Skipped), "object"))
 	}
 
 	b.WriteString("\n")
@@ -598,12 +599,4 @@ func WriteText(w io.Writer, rep *Report, verbose bool) error {
 	_, err := io.WriteString(w, b.String())
 
 	return err
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-
-	return many
 }

@@ -1,4 +1,4 @@
-package stages
+package charts
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"helm.sh/helm/v3/pkg/action"
-	"helm.sh/helm/v3/pkg/release"
+	"helm.sh/helm/v3/pkg/chart"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,18 +24,15 @@ import (
 	"k8s.io/client-go/util/csaupgrade"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 	"sigs.k8s.io/structured-merge-diff/v6/value"
-	"sigs.k8s.io/yaml"
 
-	"github.com/siderolabs/talos/pkg/machinery/textdiff"
-
-	"github.com/hardstrap/hardstrap/charts"
 	"github.com/hardstrap/hardstrap/internal/kube"
+	"github.com/hardstrap/hardstrap/internal/say"
 )
 
 // Helm installs the CustomResourceDefinitions of a chart's crds/ directory on the first install
 // only: it never upgrades them, so a chart upgrade would leave the old schema in the cluster.
-// Before each Helm upgrade the charts stage server-side applies the crds/ CRDs that differ from
-// the live ones (a dry run decides, so a re-run applies nothing). CRDs a chart renders from
+// Before each Helm upgrade, PlanCRDs and CRDPlan.Apply server-side apply the crds/ CRDs that
+// differ from the live ones (a dry run decides, so a re-run applies nothing). CRDs a chart renders from
 // templates/ are ordinary release objects, which Helm upgrades itself.
 
 // crdEstablishTimeout bounds the wait for a CRD this run created to be served, as Helm's own
@@ -48,7 +45,7 @@ var ErrCRDConflict = errors.New("another field manager owns fields of a CRD the 
 
 // crdChange is a crds/ CRD that the cluster lacks or that differs from the chart's.
 type crdChange struct {
-	charts.CRD
+	CRD
 	data []byte                     // the apply request body
 	live *unstructured.Unstructured // nil: not in the cluster
 	next *unstructured.Unstructured // the dry run's answer: what the CRD becomes
@@ -62,35 +59,31 @@ type crdChange struct {
 	dropped []string
 }
 
-// crdPlan is what the chart's crds/ need before a Helm upgrade.
-type crdPlan struct {
+// CRDPlan is what a chart's crds/ need before a Helm upgrade; nil needs nothing.
+type CRDPlan struct {
 	changes  []crdChange
 	upToDate []string
 }
 
-// planCRDs compares the crds/ CRDs of the chart to install with the live ones, by server-side
-// apply dry runs with hardstrap's field manager; from is the revision being upgraded.
-func (run *chartsRun) planCRDs(ctx context.Context, p *planned, from *release.Release) (*crdPlan, error) {
-	crds, err := charts.CRDs(p.fetched.Chart)
+// PlanCRDs compares the crds/ CRDs of chart to with the live ones, through api (the
+// CustomResourceDefinitions resource), by server-side apply dry runs with hardstrap's field
+// manager; from is the chart of the revision being upgraded (nil: none). Fields another manager
+// owns and the chart changes are an ErrCRDConflict unless forceConflicts takes them over.
+func PlanCRDs(ctx context.Context, api dynamic.ResourceInterface, to, from *chart.Chart, forceConflicts bool) (*CRDPlan, error) {
+	crds, err := CRDs(to)
 	if err != nil || len(crds) == 0 {
 		return nil, err
 	}
 
-	var before []charts.CRD
+	var before []CRD
 	if from != nil {
-		before, _ = charts.CRDs(from.Chart) // stored by Helm when it installed; a chart it parsed
+		before, _ = CRDs(from) // stored by Helm when it installed; a chart it parsed
 	}
 
-	client, err := run.state.KubeClient()
-	if err != nil {
-		return nil, err
-	}
-
-	api := client.Dynamic.Resource(charts.CRDResource)
-	cp := &crdPlan{}
+	cp := &CRDPlan{}
 
 	for _, c := range crds {
-		ch, err := planCRD(ctx, api, run.state, c, before)
+		ch, err := planCRD(ctx, api, c, before, forceConflicts)
 		if err != nil {
 			return nil, err
 		}
@@ -107,7 +100,7 @@ func (run *chartsRun) planCRDs(ctx context.Context, p *planned, from *release.Re
 }
 
 // planCRD dry-runs the apply of one chart CRD; nil when the live one already matches.
-func planCRD(ctx context.Context, api dynamic.ResourceInterface, s *State, c charts.CRD, before []charts.CRD) (*crdChange, error) {
+func planCRD(ctx context.Context, api dynamic.ResourceInterface, c CRD, before []CRD, forceConflicts bool) (*crdChange, error) {
 	name := "CustomResourceDefinition " + c.Name()
 
 	live, err := api.Get(ctx, c.Name(), metav1.GetOptions{})
@@ -138,7 +131,7 @@ func planCRD(ctx context.Context, api dynamic.ResourceInterface, s *State, c cha
 			}
 		})
 
-		if len(others) > 0 && !s.ForceConflicts {
+		if len(others) > 0 && !forceConflicts {
 			return nil, fmt.Errorf("%w: %s (%s): %s (change them there, or pass --force-conflicts to take them over)",
 				ErrCRDConflict, name, c.File, describeOwners(owners, others))
 		}
@@ -154,7 +147,7 @@ func planCRD(ctx context.Context, api dynamic.ResourceInterface, s *State, c cha
 	ch.next = next
 	ch.dropped = droppedFields(next, before, c.Name())
 
-	if live != nil && sameObject(live, next) && len(ch.dropped) == 0 {
+	if live != nil && kube.SameObject(live, next) && len(ch.dropped) == 0 {
 		return nil, nil
 	}
 
@@ -207,7 +200,7 @@ func conflictOwners(err error) map[string][]string {
 func describeOwners(owners map[string][]string, managers []string) string {
 	parts := make([]string, 0, len(managers))
 	for _, m := range managers {
-		parts = append(parts, fmt.Sprintf("field manager %q owns %s", m, capped(owners[m], 3)))
+		parts = append(parts, fmt.Sprintf("field manager %q owns %s", m, say.Capped(owners[m], 3)))
 	}
 
 	return strings.Join(parts, "; ")
@@ -218,8 +211,8 @@ func describeOwners(owners map[string][]string, managers []string) string {
 // sets. Server-side apply removes only fields its own manager owned, so these stay unless
 // apply adopts Helm's fields first. Fields Helm's create owns because the API server defaulted
 // them are not in the previous chart, and are not listed.
-func droppedFields(next *unstructured.Unstructured, before []charts.CRD, name string) []string {
-	i := slices.IndexFunc(before, func(c charts.CRD) bool { return c.Name() == name })
+func droppedFields(next *unstructured.Unstructured, before []CRD, name string) []string {
+	i := slices.IndexFunc(before, func(c CRD) bool { return c.Name() == name })
 	if i < 0 {
 		return nil
 	}
@@ -287,7 +280,7 @@ func pathIn(obj any, p fieldpath.Path) bool {
 			l, _ := cur.([]any)
 			i := slices.IndexFunc(l, func(x any) bool {
 				m, ok := x.(map[string]any)
-				return ok && !slices.ContainsFunc(*pe.Key, func(f value.Field) bool { return !charts.SameJSON(m[f.Name], f.Value.Unstructured()) })
+				return ok && !slices.ContainsFunc(*pe.Key, func(f value.Field) bool { return !SameJSON(m[f.Name], f.Value.Unstructured()) })
 			})
 
 			if i < 0 {
@@ -297,7 +290,7 @@ func pathIn(obj any, p fieldpath.Path) bool {
 			cur = l[i]
 		case pe.Value != nil:
 			l, _ := cur.([]any)
-			i := slices.IndexFunc(l, func(x any) bool { return charts.SameJSON(x, (*pe.Value).Unstructured()) })
+			i := slices.IndexFunc(l, func(x any) bool { return SameJSON(x, (*pe.Value).Unstructured()) })
 
 			if i < 0 {
 				return false
@@ -341,48 +334,44 @@ func adoptHelmFields(ctx context.Context, api dynamic.ResourceInterface, name st
 	return err
 }
 
-// steps returns the step that applies the planned CRDs, or none.
-func (cp *crdPlan) steps(run *chartsRun, p *planned) []step {
-	if cp == nil || len(cp.changes) == 0 {
-		return nil
+// Empty reports whether the plan applies nothing.
+func (cp *CRDPlan) Empty() bool { return cp == nil || len(cp.changes) == 0 }
+
+// Apply applies the planned CRDs through api, waits until those it created are served, and
+// makes cfg (the Helm configuration of the upgrade that follows) forget the API resources it
+// knew, so the upgrade maps the kinds just applied. It returns what it did.
+func (cp *CRDPlan) Apply(ctx context.Context, api dynamic.ResourceInterface, cfg *action.Configuration) (string, error) {
+	if cp.Empty() {
+		return "", nil
 	}
 
-	return []step{func(ctx context.Context, _ bool, _ time.Duration) (string, error) {
-		client, err := run.state.KubeClient()
-		if err != nil {
-			return "", err
+	var names, created []string
+
+	for _, c := range cp.changes {
+		name := "CustomResourceDefinition " + c.Name()
+
+		if err := adoptHelmFields(ctx, api, c.Name()); err != nil {
+			return strings.Join(names, ", "), fmt.Errorf("adopt the fields Helm created %s with: %w", name, err)
 		}
 
-		api := client.Dynamic.Resource(charts.CRDResource)
-
-		var names, created []string
-
-		for _, c := range cp.changes {
-			name := "CustomResourceDefinition " + c.Name()
-
-			if err := adoptHelmFields(ctx, api, c.Name()); err != nil {
-				return strings.Join(names, ", "), fmt.Errorf("adopt the fields Helm created %s with: %w", name, err)
-			}
-
-			if _, err := applyCRD(ctx, api, c.Name(), c.data, c.force, false); err != nil {
-				return strings.Join(names, ", "), fmt.Errorf("apply %s: %w", name, conflictHint(err))
-			}
-
-			names = append(names, c.Name())
-
-			if c.live == nil {
-				created = append(created, c.Name())
-			}
+		if _, err := applyCRD(ctx, api, c.Name(), c.data, c.force, false); err != nil {
+			return strings.Join(names, ", "), fmt.Errorf("apply %s: %w", name, kube.ConflictHint(err))
 		}
 
-		if err := waitEstablished(ctx, api, created); err != nil {
-			return "", err
+		names = append(names, c.Name())
+
+		if c.live == nil {
+			created = append(created, c.Name())
 		}
+	}
 
-		forgetAPIs(p.cfg)
+	if err := waitEstablished(ctx, api, created); err != nil {
+		return "", err
+	}
 
-		return fmt.Sprintf("applied %s from crds/ (%s)", Count(len(names), "CRD"), strings.Join(names, ", ")), nil
-	}}
+	forgetAPIs(cfg)
+
+	return fmt.Sprintf("applied %s from crds/ (%s)", say.Count(len(names), "CRD"), strings.Join(names, ", ")), nil
 }
 
 // waitEstablished waits until the API server serves each CRD named.
@@ -428,8 +417,8 @@ func forgetAPIs(cfg *action.Configuration) {
 	}
 }
 
-// summary says, for the plan, what happens to the chart's crds/ CRDs.
-func (cp *crdPlan) summary() []string {
+// Summary says, for the plan, what happens to the chart's crds/ CRDs.
+func (cp *CRDPlan) Summary() []string {
 	if cp == nil {
 		return nil
 	}
@@ -452,11 +441,11 @@ func (cp *crdPlan) summary() []string {
 		}
 
 		if len(c.takeover) > 0 {
-			out = append(out, fmt.Sprintf("CRD %s: takes over fields owned by %s (--force-conflicts)", c.Name(), quoted(c.takeover)))
+			out = append(out, fmt.Sprintf("CRD %s: takes over fields owned by %s (--force-conflicts)", c.Name(), say.Quoted(c.takeover)))
 		}
 
 		if len(c.dropped) > 0 {
-			out = append(out, fmt.Sprintf("CRD %s: removes what the chart no longer sets: %s", c.Name(), capped(c.dropped, 5)))
+			out = append(out, fmt.Sprintf("CRD %s: removes what the chart no longer sets: %s", c.Name(), say.Capped(c.dropped, 5)))
 		}
 	}
 
@@ -467,8 +456,8 @@ func (cp *crdPlan) summary() []string {
 	return out
 }
 
-// diff is a line diff of each CRD to apply: the live one and what the dry run made of it.
-func (cp *crdPlan) diff() string {
+// Diff is a line diff of each CRD to apply: the live one and what the dry run made of it.
+func (cp *CRDPlan) Diff() string {
 	if cp == nil {
 		return ""
 	}
@@ -476,30 +465,13 @@ func (cp *crdPlan) diff() string {
 	var b strings.Builder
 
 	for _, c := range cp.changes {
-		var old []byte
-
 		from := "CustomResourceDefinition " + c.Name() + " (not in the cluster)"
 		if c.live != nil {
-			old, _ = yaml.Marshal(stripNoise(c.live))
 			from = "CustomResourceDefinition " + c.Name() + " (live)"
 		}
 
-		next, _ := yaml.Marshal(stripNoise(c.next))
-
-		d, err := textdiff.DiffWithCustomPaths(string(old), string(next), from, "CustomResourceDefinition "+c.Name()+" ("+c.File+")")
-		if err == nil {
-			b.WriteString(d)
-		}
+		b.WriteString(kube.ObjectDiff(c.live, c.next, from, "CustomResourceDefinition "+c.Name()+" ("+c.File+")"))
 	}
 
 	return b.String()
-}
-
-func quoted(list []string) string {
-	q := make([]string, len(list))
-	for i, s := range list {
-		q[i] = strconv.Quote(s)
-	}
-
-	return strings.Join(q, ", ")
 }
