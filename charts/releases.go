@@ -137,7 +137,7 @@ func source(c *config.Cluster, field string, pin Pin, r *config.Release) (Source
 	default:
 		// A local chart is whatever the file holds: its name and version are checked only
 		// when the config names them.
-		return Source{Kind: SourceLocal, URL: c.Resolve(src), Name: ch.Name, Version: version, SHA256: ch.SHA256}, nil
+		return Source{Kind: SourceLocal, URL: src, Name: ch.Name, Version: version, SHA256: ch.SHA256}, nil
 	}
 }
 

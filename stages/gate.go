@@ -127,12 +127,12 @@ func collectImages(ctx context.Context, s *State) (*gate.Set, error) {
 	}
 
 	for i, m := range cfg.Images.Manifests {
-		data, err := userfile.Read(cfg.Resolve(m), userfile.LimitManifest)
+		data, err := userfile.Read(m, userfile.LimitManifest)
 		if err != nil {
 			return nil, fmt.Errorf("images.manifests[%d]: %w", i, err)
 		}
 
-		if err := set.AddManifests(m, data); err != nil {
+		if err := set.AddManifests(cfg.Shown(m), data); err != nil {
 			return nil, fmt.Errorf("images.manifests[%d]: %w", i, err)
 		}
 	}
@@ -154,7 +154,7 @@ func newGate(ctx context.Context, s *State) (*gate.Gate, error) {
 		return nil, err
 	}
 
-	dbDir := s.Config.Resolve(im.Trivy.DBDir)
+	dbDir := im.Trivy.DBDir
 	if dbDir == "" {
 		dbDir = filepath.Join(cache, "trivy", "db")
 
@@ -186,7 +186,7 @@ func newGate(ctx context.Context, s *State) (*gate.Gate, error) {
 	// A missing or unreadable DB is one error for the run, not one per image.
 	if err := scanner.CheckDB(); err != nil {
 		if im.Trivy.DBDir != "" {
-			return nil, fmt.Errorf("images.trivy.dbDir %s: %w (copy a Trivy DB there: trivy.db and metadata.json)", im.Trivy.DBDir, err)
+			return nil, fmt.Errorf("images.trivy.dbDir %s: %w (copy a Trivy DB there: trivy.db and metadata.json)", s.Config.Shown(im.Trivy.DBDir), err)
 		}
 
 		return nil, err
@@ -195,7 +195,7 @@ func newGate(ctx context.Context, s *State) (*gate.Gate, error) {
 	verifier := &cosign.Verifier{
 		Policies:       append(slices.Clone(im.Cosign), charts.CosignPolicies()...),
 		AllowUnmatched: im.AllowUnmatched,
-		BaseDir:        filepath.Dir(s.Config.File),
+		KeyName:        s.Config.Shown,
 		KeyFromSecret:  s.secretKey,
 		KeylessTrust:   s.KeylessTrust,
 	}

@@ -67,7 +67,7 @@ func (*keysStage) Plan(ctx context.Context, s *State) (Changes, error) {
 			c.Items = append(c.Items, Change{
 				Action: "create", Target: target,
 				Summary: []string{
-					"sealing key " + fp + " from " + ss.KeyBackup.Path,
+					"sealing key " + fp + " from " + s.Config.Shown(ss.KeyBackup.Path),
 					"restored before the controller starts, so SealedSecrets sealed with it keep decrypting",
 				},
 				apply: createKey(client.Typed.CoreV1().Secrets(ns), k, ns),
@@ -121,9 +121,7 @@ func ReadKeyBackup(c *config.Cluster) ([]corev1.Secret, error) {
 		return nil, errors.New("secrets.sealedSecrets.keyBackup is not set")
 	}
 
-	path := c.Resolve(kb.Path)
-
-	data, err := userfile.Read(path, userfile.LimitConfig)
+	data, err := userfile.Read(kb.Path, userfile.LimitConfig)
 	if err != nil {
 		return nil, fmt.Errorf("secrets.sealedSecrets.keyBackup.path: %w", err)
 	}
@@ -132,13 +130,13 @@ func ReadKeyBackup(c *config.Cluster) ([]corev1.Secret, error) {
 
 	switch {
 	case kb.IdentityFile != "":
-		if ident, err = userfile.Read(c.Resolve(kb.IdentityFile), userfile.LimitConfig); err != nil {
+		if ident, err = userfile.Read(kb.IdentityFile, userfile.LimitConfig); err != nil {
 			return nil, fmt.Errorf("secrets.sealedSecrets.keyBackup.identityFile: %w", err)
 		}
 	default:
 		v, ok := os.LookupEnv(kb.IdentityEnv)
 		if !ok || strings.TrimSpace(v) == "" {
-			return nil, fmt.Errorf("secrets.sealedSecrets.keyBackup.identityEnv: $%s is not set: export the age identity (AGE-SECRET-KEY-1...) that decrypts %s", kb.IdentityEnv, kb.Path)
+			return nil, fmt.Errorf("secrets.sealedSecrets.keyBackup.identityEnv: $%s is not set: export the age identity (AGE-SECRET-KEY-1...) that decrypts %s", kb.IdentityEnv, c.Shown(kb.Path))
 		}
 
 		ident = []byte(v)
@@ -151,7 +149,7 @@ func ReadKeyBackup(c *config.Cluster) ([]corev1.Secret, error) {
 
 	keys, err := sealing.Restore(data, ids)
 	if err != nil {
-		return nil, fmt.Errorf("secrets.sealedSecrets.keyBackup %s: %w", kb.Path, err)
+		return nil, fmt.Errorf("secrets.sealedSecrets.keyBackup %s: %w", c.Shown(kb.Path), err)
 	}
 
 	return keys, nil

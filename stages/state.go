@@ -169,7 +169,7 @@ func (s *State) cacheDir() (string, error) {
 func (s *State) Nodes(ctx context.Context) (NodeApplier, error) {
 	s.nodeOnce.Do(func() {
 		t := s.Config.Talos
-		o := talos.NodeClientOptions{Talosconfig: s.Config.Resolve(t.Talosconfig), Context: t.Context, Endpoints: t.Endpoints}
+		o := talos.NodeClientOptions{Talosconfig: t.Talosconfig, Context: t.Context, Endpoints: t.Endpoints}
 
 		if s.NewNodeClient != nil {
 			s.nodeClient, s.nodeErr = s.NewNodeClient(ctx, o)

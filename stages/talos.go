@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 
 	"github.com/hardstrap/hardstrap/internal/config"
 	"github.com/hardstrap/hardstrap/talos"
@@ -38,34 +37,36 @@ func (*talosStage) Plan(ctx context.Context, s *State) (Changes, error) {
 	var machines []*talos.Machine
 
 	for i, tc := range s.Config.Talos.Configs {
-		res, err := talos.PatchFile(s.Config.Resolve(tc.Path), settings)
+		shown := s.Config.Shown(tc.Path)
+
+		res, err := talos.PatchFile(tc.Path, settings)
 		if err != nil {
 			return c, fmt.Errorf("talos.configs[%d].path: %w", i, err)
 		}
 
 		m := res.Machine
 		machines = append(machines, m)
-		patched[filepath.Clean(tc.Path)] = m.Raw
+		patched[tc.Path] = m.Raw
 
 		for _, w := range res.Warnings {
-			c.Warnings = append(c.Warnings, fmt.Sprintf("%s: %s", tc.Path, w))
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s: %s", shown, w))
 		}
 
 		switch {
 		case !res.Changed() && res.Note != "":
-			c.Notes = append(c.Notes, fmt.Sprintf("%s: %s", tc.Path, res.Note))
+			c.Notes = append(c.Notes, fmt.Sprintf("%s: %s", shown, res.Note))
 			continue
 		case !res.Changed():
-			c.Notes = append(c.Notes, fmt.Sprintf("%s (%s, %s style): up to date", tc.Path, m.Role, m.Style))
+			c.Notes = append(c.Notes, fmt.Sprintf("%s (%s, %s style): up to date", shown, m.Role, m.Style))
 			continue
 		}
 
-		patched[filepath.Clean(tc.Path)] = res.Bytes
+		patched[tc.Path] = res.Bytes
 		n, path := len(files.Files), m.Path
 		files.Files = append(files.Files, talos.File{Path: path, Data: res.Bytes, Mode: m.Mode})
 		c.Items = append(c.Items, Change{
 			Action:  "update",
-			Target:  fmt.Sprintf("%s (%s, %s style)", tc.Path, m.Role, m.Style),
+			Target:  fmt.Sprintf("%s (%s, %s style)", shown, m.Role, m.Style),
 			Summary: res.Changes,
 			Diff:    res.Diff,
 			check:   func() error { return writer.Check(path) },
@@ -101,7 +102,8 @@ func (*talosStage) Plan(ctx context.Context, s *State) (Changes, error) {
 			cfgPath = s.Config.Talos.Configs[0].Path
 		}
 
-		data := patched[filepath.Clean(cfgPath)]
+		data := patched[cfgPath]
+		cfgPath = s.Config.Shown(cfgPath)
 
 		dr, err := nodes.DryRun(ctx, n.Address, data, mode)
 		if err != nil {
@@ -161,7 +163,7 @@ func TalosSettings(c *config.Cluster) (talos.Settings, error) {
 		if o.CAFile != "" {
 			// Only the certificates go into the machine config (config.Load kept nothing else).
 			if c.Inputs.OIDCCA == nil {
-				return s, fmt.Errorf("apiServer.oidc.caFile %s: %w", o.CAFile, errNotLoaded)
+				return s, fmt.Errorf("apiServer.oidc.caFile %s: %w", c.Shown(o.CAFile), errNotLoaded)
 			}
 
 			s.OIDC.CAPEM = string(c.Inputs.OIDCCA)
@@ -190,10 +192,10 @@ func auditPolicy(c *config.Cluster) (map[string]any, error) {
 	}
 
 	if c.Inputs.AuditPolicy == nil {
-		return nil, fmt.Errorf("apiServer.audit.policyFile %s: %w", au.PolicyFile, errNotLoaded)
+		return nil, fmt.Errorf("apiServer.audit.policyFile %s: %w", c.Shown(au.PolicyFile), errNotLoaded)
 	}
 
-	policy, err := talos.ParseAuditPolicy(c.Resolve(au.PolicyFile), c.Inputs.AuditPolicy)
+	policy, err := talos.ParseAuditPolicy(c.Shown(au.PolicyFile), c.Inputs.AuditPolicy)
 	if err != nil {
 		return nil, fmt.Errorf("apiServer.audit.policyFile: %w", err)
 	}

@@ -62,8 +62,12 @@ type Verifier struct {
 	Policies       []config.CosignPolicy
 	AllowUnmatched bool
 
-	// BaseDir resolves relative key paths (the directory of the config file).
+	// BaseDir resolves relative key paths (hardstrap.yaml's are absolute already).
 	BaseDir string
+
+	// KeyName says how results and errors name a key (hardstrap.yaml's Shown: as the user
+	// wrote it); nil names it as the policy does.
+	KeyName func(key string) string
 
 	// RegistryOpts reach the registries (auth, transport, ...). Empty means cosign's defaults
 	// (the default keychain). The context of Verify is added to them.
@@ -145,7 +149,7 @@ func (v *Verifier) Verify(ctx context.Context, imageRef string) (Result, error) 
 	case p.Key != "":
 		sv, err := v.loadKey(ctx, p.Key)
 		if err != nil {
-			return res, fmt.Errorf("policy %q: key %s: %w", p.Match, p.Key, err)
+			return res, fmt.Errorf("policy %q: key %s: %w", p.Match, v.keyName(p.Key), err)
 		}
 
 		co.SigVerifier = sv
@@ -203,7 +207,7 @@ func (v *Verifier) Verify(ctx context.Context, imageRef string) (Result, error) 
 
 	res.Verified, res.Allowed = true, true
 
-	res.Signer = p.Key
+	res.Signer = v.keyName(p.Key)
 	if p.Keyless != nil {
 		res.Signer = certSigner(sigs)
 	}
@@ -253,6 +257,14 @@ func publicGoodTrust(_ context.Context, co *cosign.CheckOpts) error {
 	co.TrustedMaterial = tm
 
 	return nil
+}
+
+func (v *Verifier) keyName(key string) string {
+	if v.KeyName == nil {
+		return key
+	}
+
+	return v.KeyName(key)
 }
 
 // loadKey reads a PEM public key from a file (relative to BaseDir) or a Kubernetes secret.

@@ -87,6 +87,7 @@ func Parse(file string, data []byte) (*Cluster, error) {
 	}
 
 	c.applyDefaults()
+	c.resolvePaths()
 	c.Inputs = v.inputs
 
 	return &c, nil

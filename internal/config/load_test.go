@@ -393,3 +393,70 @@ func TestLoadFindsTalosconfigInHome(t *testing.T) {
 		t.Errorf("talosconfig resolves to %q", got)
 	}
 }
+
+// Load makes every path hardstrap.yaml names absolute, whatever the working directory, and
+// Shown gives back what the file said.
+func TestLoadResolvesEveryPath(t *testing.T) {
+	home, dir := t.TempDir(), t.TempDir()
+	t.Setenv("HOME", home)
+
+	files := []string{"cp.yaml", "w.yaml", "audit.yaml", "ca.pem", "keys.age", "age.txt", "dep.yaml", "cosign.pub", "chart.tgz"}
+	for _, f := range files {
+		writeFile(t, filepath.Join(dir, f), "")
+	}
+
+	if err := os.MkdirAll(filepath.Join(home, ".talos"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+
+	writeFile(t, filepath.Join(home, ".talos", "config"), "")
+
+	c := &Cluster{File: filepath.Join(dir, DefaultFile)}
+	c.Talos = Talos{Configs: []TalosConfig{{Path: "cp.yaml"}, {Path: "./w.yaml"}}, Nodes: []TalosNode{{Address: "10.0.0.1", Config: "w.yaml"}}, Talosconfig: "~/.talos/config"}
+	c.APIServer.Audit.PolicyFile = "audit.yaml"
+	c.APIServer.OIDC = &OIDC{CAFile: "ca.pem"}
+	c.Secrets.SealedSecrets.KeyBackup = &KeyBackup{Path: "keys.age", IdentityFile: filepath.Join(dir, "age.txt")}
+	c.Secrets.SealedSecrets.Chart = &Chart{Source: "chart.tgz"}
+	c.CNI.Chart = &Chart{Source: "oci://registry.example.com/charts/cilium"}
+	c.Images.Manifests = []string{"dep.yaml"}
+	c.Images.Cosign = []CosignPolicy{{Key: "cosign.pub"}, {Key: "k8s://ns/name"}}
+	c.Images.Trivy.DBDir = "db"
+
+	t.Chdir(t.TempDir()) // nothing may depend on the working directory
+	c.resolvePaths()
+
+	in := func(f string) string { return filepath.Join(dir, f) }
+
+	for _, tt := range []struct{ field, got, want, shown string }{
+		{"talos.configs[0].path", c.Talos.Configs[0].Path, in("cp.yaml"), "cp.yaml"},
+		{"talos.configs[1].path", c.Talos.Configs[1].Path, in("w.yaml"), "./w.yaml"},
+		{"talos.nodes[0].config", c.Talos.Nodes[0].Config, in("w.yaml"), "./w.yaml"},
+		{"talos.talosconfig", c.Talos.Talosconfig, filepath.Join(home, ".talos", "config"), "~/.talos/config"},
+		{"apiServer.audit.policyFile", c.APIServer.Audit.PolicyFile, in("audit.yaml"), "audit.yaml"},
+		{"apiServer.oidc.caFile", c.APIServer.OIDC.CAFile, in("ca.pem"), "ca.pem"},
+		{"keyBackup.path", c.Secrets.SealedSecrets.KeyBackup.Path, in("keys.age"), "keys.age"},
+		{"keyBackup.identityFile", c.Secrets.SealedSecrets.KeyBackup.IdentityFile, in("age.txt"), in("age.txt")},
+		{"sealedSecrets.chart.source", c.Secrets.SealedSecrets.Chart.Source, in("chart.tgz"), "chart.tgz"},
+		{"cni.chart.source (OCI: kept)", c.CNI.Chart.Source, "oci://registry.example.com/charts/cilium", "oci://registry.example.com/charts/cilium"},
+		{"images.manifests[0]", c.Images.Manifests[0], in("dep.yaml"), "dep.yaml"},
+		{"images.cosign[0].key", c.Images.Cosign[0].Key, in("cosign.pub"), "cosign.pub"},
+		{"images.cosign[1].key (k8s://: kept)", c.Images.Cosign[1].Key, "k8s://ns/name", "k8s://ns/name"},
+		{"images.trivy.dbDir", c.Images.Trivy.DBDir, in("db"), "db"},
+	} {
+		if tt.got != tt.want {
+			t.Errorf("%s = %q, want %q", tt.field, tt.got, tt.want)
+		}
+
+		if s := c.Shown(tt.got); s != tt.shown {
+			t.Errorf("Shown(%s) = %q, want %q", tt.field, s, tt.shown)
+		}
+	}
+}
+
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

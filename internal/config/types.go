@@ -31,6 +31,9 @@ type Cluster struct {
 	// Inputs are the files hardstrap.yaml names that Load read to validate them: no stage
 	// reads them again.
 	Inputs Inputs `yaml:"-" json:"-"`
+
+	// shown maps each path Load made absolute to what the file said (Shown).
+	shown map[string]string
 }
 
 // Inputs are what Load read of the files hardstrap.yaml names.

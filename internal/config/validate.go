@@ -342,15 +342,13 @@ func (v *validator) release(path string, r *Release) {
 
 		src := ch.Source
 		switch {
-		case src == "":
+		case LocalSource(src):
+			if _, err := os.Stat(v.resolve(src)); err != nil {
+				v.errf(path+".chart.source", "%q is neither an http(s):// repository, an oci:// reference, nor an existing local chart (.tgz or directory)", src)
+			}
 		case strings.HasPrefix(src, "https://"), strings.HasPrefix(src, "http://"):
 			if ch.Name == "" {
 				v.errf(path+".chart.name", "is required with a Helm repository source: the chart's name in the repository's index")
-			}
-		case strings.HasPrefix(src, "oci://"):
-		default:
-			if _, err := os.Stat(v.resolve(src)); err != nil {
-				v.errf(path+".chart.source", "%q is neither an http(s):// repository, an oci:// reference, nor an existing local chart (.tgz or directory)", src)
 			}
 		}
 
@@ -555,7 +553,7 @@ func (v *validator) images(im *Images) {
 			if _, err := templates.CosignKey(strings.TrimPrefix(cp.Key, templates.CosignKeyPrefix)); err != nil {
 				v.errf(p+".key", "%v", err)
 			}
-		case cp.Key != "" && !strings.Contains(cp.Key, "://"):
+		case KeyFile(cp.Key):
 			v.fileExists(p+".key", cp.Key)
 		case cp.Keyless != nil:
 			v.keyless(p+".keyless", cp.Keyless)
