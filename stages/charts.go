@@ -145,7 +145,7 @@ func loadPlanned(ctx context.Context, s *State, r charts.Release) (*planned, err
 		return nil, fmt.Errorf("read Helm history of release %s: %w", name, err)
 	}
 
-	containers, err := pinnedContainers(ctx, s, r, values)
+	containers, err := pinnedContainers(ctx, s, r)
 	if err != nil {
 		return nil, fmt.Errorf("release %s: %w", name, err)
 	}

@@ -108,16 +108,9 @@ func collectImages(ctx context.Context, s *State) (*gate.Set, error) {
 		}
 
 		for _, r := range rels {
-			fetched, err := s.fetchRelease(ctx, r)
+			manifests, err := s.render(ctx, r)
 			if err != nil {
 				return nil, err
-			}
-
-			values := r.Normal
-
-			manifests, err := charts.Render(fetched.Chart, values, r.Namespace, r.ReleaseName)
-			if err != nil {
-				return nil, fmt.Errorf("release %s/%s: %w", r.Namespace, r.ReleaseName, err)
 			}
 
 			if err := set.AddManifests("release "+r.Namespace+"/"+r.ReleaseName, manifests); err != nil {

@@ -45,20 +45,14 @@ func (s *State) postRenderer() postrender.PostRenderer {
 	return pinRenderer{pins: s.Pins}
 }
 
-// pinnedContainers renders release r as the gate did (client-side, with a chart object of its
-// own: Helm's dependency processing changes the chart it renders) and pins its images: the
-// containers the release will run. nil when the gate did not run.
-func pinnedContainers(ctx context.Context, s *State, r charts.Release, values map[string]any) ([]gate.Container, error) {
+// pinnedContainers lists the containers release r will run: its manifests as the gate
+// rendered them, with the images pinned. nil when the gate did not run.
+func pinnedContainers(ctx context.Context, s *State, r charts.Release) ([]gate.Container, error) {
 	if s.Pins == nil {
 		return nil, nil
 	}
 
-	fetched, err := s.fetch(ctx, r.Source)
-	if err != nil {
-		return nil, err
-	}
-
-	manifests, err := charts.Render(fetched.Chart, charts.CopyValues(values), r.Namespace, r.ReleaseName)
+	manifests, err := s.render(ctx, r)
 	if err != nil {
 		return nil, err
 	}
@@ -68,6 +62,35 @@ func pinnedContainers(ctx context.Context, s *State, r charts.Release, values ma
 	}
 
 	return gate.Containers(manifests)
+}
+
+// render renders release r client-side once per run: the gate collects its images from the
+// manifests, and the charts stage compares the images they pin with the release's. It
+// renders a chart object of its own (Helm's dependency processing changes the chart it
+// renders, so never the one Helm installs) with a copy of the release's values.
+func (s *State) render(ctx context.Context, r charts.Release) ([]byte, error) {
+	name := r.Namespace + "/" + r.ReleaseName
+	if m, ok := s.rendered[name]; ok {
+		return m, nil
+	}
+
+	fetched, err := s.fetchRelease(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+
+	manifests, err := charts.Render(fetched.Chart, charts.CopyValues(r.Normal), r.Namespace, r.ReleaseName)
+	if err != nil {
+		return nil, fmt.Errorf("release %s: %w", name, err)
+	}
+
+	if s.rendered == nil {
+		s.rendered = map[string][]byte{}
+	}
+
+	s.rendered[name] = manifests
+
+	return manifests, nil
 }
 
 // releaseContainers lists the containers of a release's stored (post-rendered) manifest.

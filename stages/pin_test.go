@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -174,5 +176,29 @@ func TestChartsRefuseAnImageTheGateDidNotSee(t *testing.T) {
 	_, err := (&chartsStage{}).Plan(context.Background(), s)
 	if !errors.Is(err, gate.ErrNotGated) || !strings.Contains(err.Error(), "release kube-system/cilium") || !strings.Contains(err.Error(), f.clean) {
 		t.Fatalf("err = %v, want ErrNotGated naming the release and the image", err)
+	}
+}
+
+// The charts stage pins the manifests the gate rendered, not a second rendering of its own:
+// one rendering a run, so a template that renders differently each time cannot slip an image
+// past the gate. Here the gate's rendering is swapped for one with an image the gate never saw,
+// and the charts stage must trip over it.
+func TestChartsPinTheGatesRendering(t *testing.T) {
+	f := newPinFixture(t)
+	s := f.state(t)
+	f.gate(t, s)
+
+	const name = "kube-system/cilium"
+
+	gated, ok := s.rendered[name]
+	if !ok {
+		t.Fatalf("the gate kept no rendering of %s: %v", name, slices.Collect(maps.Keys(s.rendered)))
+	}
+
+	s.rendered[name] = bytes.ReplaceAll(gated, []byte(f.clean), []byte(f.unsigned))
+
+	_, err := (&chartsStage{}).Plan(context.Background(), s)
+	if !errors.Is(err, gate.ErrNotGated) || !strings.Contains(err.Error(), f.unsigned) {
+		t.Fatalf("err = %v, want ErrNotGated naming %s: the charts stage rendered the chart again", err, f.unsigned)
 	}
 }

@@ -96,6 +96,8 @@ type State struct {
 
 	// fetched maps each chart source fetched in this run to its archive's digest.
 	fetched map[charts.Source]string
+	// rendered holds each release's manifests, rendered once per run (render).
+	rendered map[string][]byte
 
 	// clusterLock is the cluster-side lock apply holds, once taken (locked says it was).
 	clusterLock *kube.Lock
