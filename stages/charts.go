@@ -11,7 +11,6 @@ import (
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/release"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/hardstrap/hardstrap/charts"
@@ -429,7 +428,7 @@ func (run *chartsRun) checkNodes(ctx context.Context, r charts.Release) error {
 			return fmt.Errorf("%w: no node has joined the cluster, so workloads of release %s cannot start; re-run without wait (--wait=false) or once nodes have joined", ErrNoReadyNodes, name)
 		}
 
-		if r.IsCNI() || slices.ContainsFunc(nodes.Items, nodeReady) {
+		if r.IsCNI() || slices.ContainsFunc(nodes.Items, kube.NodeReady) {
 			return nil
 		}
 
@@ -444,16 +443,6 @@ func (run *chartsRun) checkNodes(ctx context.Context, r charts.Release) error {
 		case <-time.After(min(2*time.Second, time.Until(deadline))):
 		}
 	}
-}
-
-func nodeReady(n corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-
-	return false
 }
 
 // matches reports whether rel is what the release is to be: the same chart, values and (when

@@ -11,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/hardstrap/hardstrap/internal/config"
 	"github.com/hardstrap/hardstrap/internal/kube"
@@ -142,27 +141,8 @@ func violatingPod(level string) *corev1.Pod {
 }
 
 func dryRunCreate(ctx context.Context, client *kube.Client, ns string, pod *corev1.Pod) error {
-	_, err := createPod(ctx, client.Typed, ns, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	_, err := kube.CreatePod(ctx, client.Typed, ns, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	return err
-}
-
-// createPod creates pod in ns, retrying for up to ten seconds while the namespace is so new that
-// its default ServiceAccount does not exist yet.
-func createPod(ctx context.Context, client kubernetes.Interface, ns string, pod *corev1.Pod, opts metav1.CreateOptions) (*corev1.Pod, error) {
-	for range 49 {
-		created, err := client.CoreV1().Pods(ns).Create(ctx, pod, opts)
-		if err == nil || !strings.Contains(err.Error(), "serviceaccount") {
-			return created, err
-		}
-
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-
-	return client.CoreV1().Pods(ns).Create(ctx, pod, opts)
 }
 
 func podSecurityChecks(ctx context.Context, client *kube.Client, ns config.Namespace) []Check {

@@ -422,10 +422,10 @@ func TestNetProbe(t *testing.T) {
 				s.Config.Namespaces = append(s.Config.Namespaces, config.Namespace{Name: ns, DefaultDenyNetworkPolicy: true})
 			}
 
-			p := &netProbe{client: ctxClient{client}, image: probeImage, timeout: 300 * time.Millisecond, poll: 5 * time.Millisecond,
-				cleanupTimeout: time.Second, runID: func() string { return "t1" }}
+			p := &policy.Prober{Client: ctxClient{client}, Image: probeImage, Timeout: 300 * time.Millisecond, Poll: 5 * time.Millisecond,
+				CleanupTimeout: time.Second, RunID: func() string { return "t1" }}
 
-			checks, proven := p.checks(ctx, namespaces)
+			checks, proven := probeChecks(ctx, p, namespaces)
 			if !proven {
 				// As networkPolicyChecks does: the DaemonSet look follows. The fake runs Cilium.
 				checks = append(checks, Check{Status: Pass, Name: enforcementCheck})
@@ -488,10 +488,10 @@ func TestNetProbeSecondNamespace(t *testing.T) {
 	})
 
 	ids := []string{"a1", "b2"}
-	p := &netProbe{client: client, image: probeImage, timeout: 300 * time.Millisecond, poll: 5 * time.Millisecond,
-		cleanupTimeout: time.Second, runID: func() string { id := ids[0]; ids = ids[1:]; return id }}
+	p := &policy.Prober{Client: client, Image: probeImage, Timeout: 300 * time.Millisecond, Poll: 5 * time.Millisecond,
+		CleanupTimeout: time.Second, RunID: func() string { id := ids[0]; ids = ids[1:]; return id }}
 
-	checks, proven := p.checks(context.Background(), []string{"locked", "production"})
+	checks, proven := probeChecks(context.Background(), p, []string{"locked", "production"})
 	if proven || len(checks) != 2 {
 		t.Fatalf("proven %v, checks %+v", proven, checks)
 	}

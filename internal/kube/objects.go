@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
@@ -62,6 +63,17 @@ func ObjectDiff(live, next *unstructured.Unstructured, from, to string) string {
 	}
 
 	return d
+}
+
+// NodeReady reports whether node n's Ready condition is True.
+func NodeReady(n corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+
+	return false
 }
 
 // ConflictHint adds to a server-side apply conflict what the user can do about it.
