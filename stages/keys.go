@@ -3,10 +3,7 @@ package stages
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -15,7 +12,6 @@ import (
 	"github.com/hardstrap/hardstrap/charts"
 	"github.com/hardstrap/hardstrap/internal/config"
 	"github.com/hardstrap/hardstrap/internal/kube"
-	"github.com/hardstrap/hardstrap/internal/userfile"
 	"github.com/hardstrap/hardstrap/secrets/sealing"
 )
 
@@ -113,52 +109,10 @@ func controllerNamespace(c *config.Cluster) string {
 	return ns
 }
 
-// ReadKeyBackup decrypts secrets.sealedSecrets.keyBackup with its age identity (identityFile,
-// or the identity in the environment variable identityEnv).
-func ReadKeyBackup(c *config.Cluster) ([]corev1.Secret, error) {
-	kb := c.Secrets.SealedSecrets.KeyBackup
-	if kb == nil {
-		return nil, errors.New("secrets.sealedSecrets.keyBackup is not set")
-	}
-
-	data, err := userfile.Read(kb.Path, userfile.LimitConfig)
-	if err != nil {
-		return nil, fmt.Errorf("secrets.sealedSecrets.keyBackup.path: %w", err)
-	}
-
-	var ident []byte
-
-	switch {
-	case kb.IdentityFile != "":
-		if ident, err = userfile.Read(kb.IdentityFile, userfile.LimitConfig); err != nil {
-			return nil, fmt.Errorf("secrets.sealedSecrets.keyBackup.identityFile: %w", err)
-		}
-	default:
-		v, ok := os.LookupEnv(kb.IdentityEnv)
-		if !ok || strings.TrimSpace(v) == "" {
-			return nil, fmt.Errorf("secrets.sealedSecrets.keyBackup.identityEnv: $%s is not set: export the age identity (AGE-SECRET-KEY-1...) that decrypts %s", kb.IdentityEnv, c.Shown(kb.Path))
-		}
-
-		ident = []byte(v)
-	}
-
-	ids, err := sealing.ParseIdentities(ident)
-	if err != nil {
-		return nil, fmt.Errorf("secrets.sealedSecrets.keyBackup: age identity: %w", err)
-	}
-
-	keys, err := sealing.Restore(data, ids)
-	if err != nil {
-		return nil, fmt.Errorf("secrets.sealedSecrets.keyBackup %s: %w", c.Shown(kb.Path), err)
-	}
-
-	return keys, nil
-}
-
 // keyBackup decrypts secrets.sealedSecrets.keyBackup once per run: the keys stage restores
 // from it, and verify compares the cluster's keys with it.
 func (s *State) keyBackup() ([]corev1.Secret, error) {
-	s.backupOnce.Do(func() { s.backupKeys, s.backupErr = ReadKeyBackup(s.Config) })
+	s.backupOnce.Do(func() { s.backupKeys, s.backupErr = sealing.ReadBackup(s.Config) })
 
 	return s.backupKeys, s.backupErr
 }
