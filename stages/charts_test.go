@@ -1,29 +1,22 @@
 package stages
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
-	"helm.sh/helm/v3/pkg/chartutil"
 	helmkube "helm.sh/helm/v3/pkg/kube"
-	kubefake "helm.sh/helm/v3/pkg/kube/fake"
 	"helm.sh/helm/v3/pkg/release"
-	"helm.sh/helm/v3/pkg/storage"
 	"helm.sh/helm/v3/pkg/storage/driver"
 	helmtime "helm.sh/helm/v3/pkg/time"
 	corev1 "k8s.io/api/core/v1"
@@ -57,8 +50,7 @@ const (
 type chartsFixture struct {
 	dir  string
 	file string
-	mem  map[string]*driver.Memory // release store per namespace
-	kube *recordingKube
+	helm *chartstest.Helm     // the Helm the stage talks to
 	crds *chartstest.FakeCRDs // the cluster's CRDs, which Helm creates and the stage applies
 }
 
@@ -75,7 +67,7 @@ func newChartsFixture(t *testing.T) *chartsFixture {
 	t.Helper()
 
 	crds := chartstest.NewFakeCRDs()
-	f := &chartsFixture{dir: t.TempDir(), mem: map[string]*driver.Memory{}, kube: newRecordingKube(crds), crds: crds}
+	f := &chartsFixture{dir: t.TempDir(), helm: chartstest.NewHelm(crds), crds: crds}
 	f.file = filepath.Join(f.dir, "hardstrap.yaml")
 
 	for _, name := range []string{"cilium", "sealed-secrets", "external-secrets"} {
@@ -170,107 +162,21 @@ func (f *chartsFixture) newKube(kube.Options) (*kube.Client, error) {
 }
 
 func (f *chartsFixture) helmConfig(namespace string) (*action.Configuration, error) {
-	mem, ok := f.mem[namespace]
-	if !ok {
-		mem = driver.NewMemory()
-		mem.SetNamespace(namespace)
-		f.mem[namespace] = mem
-	}
-
-	return &action.Configuration{
-		Releases:     storage.Init(mem),
-		KubeClient:   f.kube,
-		Capabilities: chartutil.DefaultCapabilities,
-		Log:          func(string, ...any) {},
-	}, nil
+	return f.helm.Config(namespace)
 }
 
 // history returns the revisions of a release, oldest first.
 func (f *chartsFixture) history(t *testing.T, namespace, name string) []*release.Release {
 	t.Helper()
 
-	cfg, _ := f.helmConfig(namespace)
-
-	h, err := cfg.Releases.History(name)
-	if errors.Is(err, driver.ErrReleaseNotFound) {
-		return nil
-	}
-
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	slices.SortFunc(h, func(a, b *release.Release) int { return a.Version - b.Version })
-
-	return h
+	return f.helm.History(t, namespace, name)
 }
 
 // releaseCount counts revisions of every release in every namespace.
 func (f *chartsFixture) releaseCount(t *testing.T) int {
 	t.Helper()
 
-	n := 0
-
-	for ns := range f.mem {
-		cfg, _ := f.helmConfig(ns)
-
-		all, err := cfg.Releases.ListReleases()
-		if err != nil {
-			t.Fatal(err)
-		}
-
-		n += len(all)
-	}
-
-	return n
-}
-
-// recordingKube is Helm's fake Kubernetes client, recording the kinds of what Helm builds (in
-// order) and the timeouts it waits with. The CRDs it builds are created in crds (Helm's fake
-// creates nothing), as Helm creates those of crds/ on install.
-type recordingKube struct {
-	*kubefake.FailingKubeClient
-
-	crds *chartstest.FakeCRDs
-
-	mu    sync.Mutex
-	built []string
-	waits []time.Duration
-}
-
-var kindLine = regexp.MustCompile(`(?m)^kind: *(\S+)`)
-
-func newRecordingKube(crds *chartstest.FakeCRDs) *recordingKube {
-	return &recordingKube{FailingKubeClient: &kubefake.FailingKubeClient{PrintingKubeClient: kubefake.PrintingKubeClient{Out: io.Discard}}, crds: crds}
-}
-
-func (k *recordingKube) Build(r io.Reader, validate bool) (helmkube.ResourceList, error) {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return nil, err
-	}
-
-	k.mu.Lock()
-	for _, m := range kindLine.FindAllStringSubmatch(string(data), -1) {
-		k.built = append(k.built, m[1])
-	}
-	k.mu.Unlock()
-
-	if k.crds != nil {
-		if err := k.crds.HelmBuilt(string(data)); err != nil {
-			return nil, err
-		}
-	}
-
-	return k.FailingKubeClient.Build(bytes.NewReader(data), validate)
-}
-
-func (k *recordingKube) Wait(resources helmkube.ResourceList, d time.Duration) error {
-	k.mu.Lock()
-	k.waits = append(k.waits, d)
-	k.mu.Unlock()
-
-	return k.FailingKubeClient.Wait(resources, d)
+	return f.helm.Revisions(t)
 }
 
 func actions(c Changes) []string {
@@ -367,17 +273,17 @@ func TestChartsStageInstallsThenConverges(t *testing.T) {
 		t.Errorf("external-secrets installed with values %v, want replicaCount 1", got)
 	}
 
-	crd, deploy := slices.Index(f.kube.built, "CustomResourceDefinition"), slices.Index(f.kube.built, "Deployment")
+	crd, deploy := slices.Index(f.helm.Built(), "CustomResourceDefinition"), slices.Index(f.helm.Built(), "Deployment")
 	if crd < 0 || deploy < 0 || crd > deploy {
-		t.Errorf("Helm built %q: want the chart's CRD built (and created) before its Deployment", f.kube.built)
+		t.Errorf("Helm built %q: want the chart's CRD built (and created) before its Deployment", f.helm.Built())
 	}
 
 	if !strings.Contains(c.Items[0].Result, "revision 1 deployed") {
 		t.Errorf("install result %q", c.Items[0].Result)
 	}
 
-	if len(f.kube.waits) != 0 {
-		t.Errorf("Helm waited %v with --wait=false", f.kube.waits)
+	if w := f.helm.Waits(); len(w) != 0 {
+		t.Errorf("Helm waited %v with --wait=false", w)
 	}
 
 	// Second run: nothing to do, and the runner applies nothing.
@@ -790,8 +696,8 @@ func TestChartsWaitNeedsReadyNodes(t *testing.T) {
 				t.Errorf("deployed %q, want %q", deployed, tt.installed)
 			}
 
-			if len(f.kube.waits) != tt.waits || slices.ContainsFunc(f.kube.waits, func(d time.Duration) bool { return d != timeout }) {
-				t.Errorf("Helm waited %v, want %d waits of %s", f.kube.waits, tt.waits, timeout)
+			if w := f.helm.Waits(); len(w) != tt.waits || slices.ContainsFunc(w, func(d time.Duration) bool { return d != timeout }) {
+				t.Errorf("Helm waited %v, want %d waits of %s", w, tt.waits, timeout)
 			}
 		})
 	}
