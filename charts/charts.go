@@ -6,6 +6,12 @@
 // the repository index, and caches the archive by digest, so that a pinned chart is fetched
 // once and then served without network. Releases resolves hardstrap.yaml into the releases the
 // charts stage installs, in order, with hardstrap's defaults merged under the user's values.
+//
+// The charts stage plans over what this package does to a release: HelmConfig reaches the
+// cluster, History reads a release's revisions, an Op installs, upgrades, rolls back or
+// uninstalls it, and PlanCRDs and CRDPlan.Apply bring the CRDs of a chart's crds/ up to date
+// before an upgrade (Helm never upgrades those). hardstrap.lock (lock.go) records what was
+// fetched and approved.
 package charts
 
 import (

@@ -32,8 +32,8 @@ import (
 // Helm installs the CustomResourceDefinitions of a chart's crds/ directory on the first install
 // only: it never upgrades them, so a chart upgrade would leave the old schema in the cluster.
 // Before each Helm upgrade, PlanCRDs and CRDPlan.Apply server-side apply the crds/ CRDs that
-// differ from the live ones (a dry run decides, so a re-run applies nothing). CRDs a chart renders from
-// templates/ are ordinary release objects, which Helm upgrades itself.
+// differ from the live ones (a dry run decides, so a re-run applies nothing). CRDs a chart
+// renders from templates/ are ordinary release objects, which Helm upgrades itself.
 
 // crdEstablishTimeout bounds the wait for a CRD this run created to be served, as Helm's own
 // install waits for the CRDs of crds/.

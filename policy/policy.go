@@ -1,8 +1,9 @@
 // Package policy turns the namespaces and RBAC sections of a validated hardstrap.yaml into the
 // Kubernetes objects the policy stage server-side-applies, says which kinds the stage lists to
 // find objects to prune, and lints the RBAC the configuration grants. It also builds the
-// short-lived objects with which verify proves that NetworkPolicies are enforced (probe.go);
-// those are created and deleted by verify, never applied or pruned.
+// short-lived objects with which verify proves that NetworkPolicies are enforced (probe.go),
+// and runs that probe in a namespace (netprobe.go: Prober); those objects are created and
+// deleted by the probe, never applied or pruned.
 //
 // Every object is complete for server-side apply (apiVersion, kind, metadata.name and, for
 // namespaced kinds, metadata.namespace) and holds only the fields hardstrap sets: with field

@@ -1,4 +1,6 @@
-// Package stages holds the runner and one file per bootstrap stage. Data flows one way:
+// Package stages holds the runner and one thin planner per bootstrap stage over its domain
+// package (talos, gate, charts, policy, secrets): what to change, in which order, with which
+// waits. Data flows one way:
 // config -> plan -> apply. A stage's Plan only reads; an empty plan means the cluster already
 // matches hardstrap.yaml. Apply performs exactly the planned changes, and dry-run is simply a
 // plan whose Apply is never called.

@@ -1,6 +1,9 @@
 // Package kube builds the Kubernetes clients hardstrap uses, honouring KUBECONFIG, --kubeconfig
 // and --context like kubectl, and records the API server's warnings (admission warnings are
-// evidence hardstrap shows the user).
+// evidence hardstrap shows the user). It also holds the apply Lease and its write fence
+// (lease.go), and small helpers every stage shares: comparing and diffing the objects a
+// server-side apply returns, node readiness, creating a pod in a namespace just made (objects.go,
+// pods.go).
 package kube
 
 import (
