@@ -66,4 +66,6 @@ awk '
 		for (p in ms) printf "%.3f %d %s\n", median(ms[p]), by[p], p > "/dev/stderr"
 	}' "$work/inittrace" 2>"$work/perpkg"
 echo "slowest inits (median ms, bytes allocated, package):"
-sort -g -r "$work/perpkg" | head -10 | awk '{printf "  %7.2f  %10d  %s\n", $1, $2, $3}'
+# awk, not head, takes the first ten: head would exit early and, with pipefail, sort's SIGPIPE
+# would fail the script.
+sort -g -r "$work/perpkg" | awk 'NR <= 10 {printf "  %7.2f  %10d  %s\n", $1, $2, $3}'
