@@ -103,10 +103,8 @@ func PlanCRDs(ctx context.Context, api dynamic.ResourceInterface, to, from *char
 func planCRD(ctx context.Context, api dynamic.ResourceInterface, c CRD, before []CRD, forceConflicts bool) (*crdChange, error) {
 	name := "CustomResourceDefinition " + c.Name()
 
-	live, err := api.Get(ctx, c.Name(), metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		live = nil
-	} else if err != nil {
+	live, err := kube.Live(ctx, api, c.Name())
+	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", name, err)
 	}
 
@@ -156,16 +154,7 @@ func planCRD(ctx context.Context, api dynamic.ResourceInterface, c CRD, before [
 
 // applyCRD server-side applies a CRD with hardstrap's field manager.
 func applyCRD(ctx context.Context, api dynamic.ResourceInterface, name string, data []byte, force, dryRun bool) (*unstructured.Unstructured, error) {
-	o := metav1.PatchOptions{FieldManager: kube.FieldManager}
-	if force {
-		o.Force = new(true)
-	}
-
-	if dryRun {
-		o.DryRun = []string{metav1.DryRunAll}
-	}
-
-	return api.Patch(ctx, name, types.ApplyPatchType, data, o)
+	return kube.Apply{Force: force, DryRun: dryRun}.Patch(ctx, api, name, data)
 }
 
 // conflictOwners reads a server-side apply conflict: the conflicting fields, by the field
@@ -315,12 +304,8 @@ func pathIn(obj any, p fieldpath.Path) bool {
 // apply), so that the apply that follows also removes what the chart no longer sets. The
 // request is pinned to the resource version read, so a concurrent write makes it fail.
 func adoptHelmFields(ctx context.Context, api dynamic.ResourceInterface, name string) error {
-	live, err := api.Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-
-	if err != nil {
+	live, err := kube.Live(ctx, api, name)
+	if err != nil || live == nil {
 		return err
 	}
 

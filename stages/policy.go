@@ -12,7 +12,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/hardstrap/hardstrap/internal/kube"
@@ -141,19 +140,10 @@ func (*policyStage) Apply(ctx context.Context, s *State, c Changes) error {
 	return applyAll(ctx, c)
 }
 
-func applyOptions(s *State, dryRun bool) metav1.PatchOptions {
-	// Strict: a field the schema does not know (a typo in a store's provider spec) is an error,
-	// not a warning the server drops the field with.
-	o := metav1.PatchOptions{FieldManager: kube.FieldManager, FieldValidation: "Strict"}
-	if s.ForceConflicts {
-		o.Force = new(true)
-	}
-
-	if dryRun {
-		o.DryRun = []string{metav1.DryRunAll}
-	}
-
-	return o
+// applyAs is how the policy stage server-side applies: strict (a field the schema does not
+// know, a typo in a store's provider spec, is an error), forcing conflicts when asked.
+func applyAs(s *State, dryRun bool) kube.Apply {
+	return kube.Apply{Force: s.ForceConflicts, DryRun: dryRun, Strict: true}
 }
 
 // planApply returns the change applying obj would make, or nil when the live object already
@@ -176,10 +166,8 @@ func planApplyTo(ctx context.Context, client *kube.Client, res dynamic.ResourceI
 
 	name := objectName(obj)
 
-	live, err := res.Get(ctx, obj.GetName(), metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		live = nil
-	} else if err != nil {
+	live, err := kube.Live(ctx, res, obj.GetName())
+	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", name, err)
 	}
 
@@ -192,7 +180,7 @@ func planApplyTo(ctx context.Context, client *kube.Client, res dynamic.ResourceI
 
 	client.Take()
 
-	dry, err := res.Patch(ctx, obj.GetName(), types.ApplyPatchType, data, applyOptions(s, true))
+	dry, err := applyAs(s, true).Patch(ctx, res, obj.GetName(), data)
 	if err != nil {
 		return nil, fmt.Errorf("dry-run apply %s: %w", name, kube.ConflictHint(err))
 	}
@@ -231,7 +219,7 @@ func newApplyChange(res dynamic.ResourceInterface, obj *unstructured.Unstructure
 	return &Change{
 		Action: action, Target: name, Summary: summary, Blocked: blocked,
 		apply: func(ctx context.Context) (string, error) {
-			if _, err := res.Patch(ctx, obj.GetName(), types.ApplyPatchType, data, applyOptions(s, false)); err != nil {
+			if _, err := applyAs(s, false).Patch(ctx, res, obj.GetName(), data); err != nil {
 				return "", fmt.Errorf("apply %s: %w", name, kube.ConflictHint(err))
 			}
 
@@ -282,7 +270,7 @@ func planPrune(ctx context.Context, client *kube.Client, s *State, wanted map[st
 					Action: "release", Target: name,
 					Summary: []string{"no longer in hardstrap.yaml: remove hardstrap's labels (the namespace and its contents stay)"},
 					apply: func(ctx context.Context) (string, error) {
-						_, err := res.Patch(ctx, objName, types.ApplyPatchType, release, applyOptions(s, false))
+						_, err := applyAs(s, false).Patch(ctx, res, objName, release)
 						return "", err
 					},
 				})
