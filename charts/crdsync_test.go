@@ -1,4 +1,4 @@
-package charts_test
+package charts
 
 import (
 	"context"
@@ -12,7 +12,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/hardstrap/hardstrap/charts"
 	"github.com/hardstrap/hardstrap/charts/chartstest"
 	"github.com/hardstrap/hardstrap/internal/kube"
 )
@@ -21,10 +20,10 @@ import (
 // server-side apply is the real field manager.
 
 // crdObject parses a CRD manifest as the chart loader would hand it over.
-func crdObject(t *testing.T, manifest string) charts.CRD {
+func crdObject(t *testing.T, manifest string) CRD {
 	t.Helper()
 
-	crds, err := charts.CRDs(&chart.Chart{Metadata: &chart.Metadata{Name: "fixture"}, Files: []*chart.File{{Name: "crds/widgets.yaml", Data: []byte(manifest)}}})
+	crds, err := CRDs(&chart.Chart{Metadata: &chart.Metadata{Name: "fixture"}, Files: []*chart.File{{Name: "crds/widgets.yaml", Data: []byte(manifest)}}})
 	if err != nil || len(crds) != 1 {
 		t.Fatalf("parse CRD: %d CRDs, %v", len(crds), err)
 	}
@@ -112,22 +111,22 @@ func TestPlanCRD(t *testing.T) {
 				tt.live(t, f)
 			}
 
-			var before []charts.CRD
+			var before []CRD
 			if tt.before != "" {
-				before = []charts.CRD{crdObject(t, tt.before)}
+				before = []CRD{crdObject(t, tt.before)}
 			}
 
 			writes := f.Writes()
 			api := f.Resource()
 
-			ch, err := charts.PlanCRD(context.Background(), api, crdObject(t, tt.chart), before, tt.force)
+			ch, err := planCRD(context.Background(), api, crdObject(t, tt.chart), before, tt.force)
 
 			if f.Writes() != writes {
 				t.Errorf("planning wrote %d times; plans only read and dry-run", f.Writes()-writes)
 			}
 
 			if tt.wantErr != nil {
-				if !errors.Is(err, charts.ErrCRDConflict) {
+				if !errors.Is(err, ErrCRDConflict) {
 					t.Fatalf("err = %v, want ErrCRDConflict", err)
 				}
 
@@ -146,7 +145,7 @@ func TestPlanCRD(t *testing.T) {
 
 			if tt.wantNil {
 				if ch != nil {
-					t.Fatalf("planned a change (dropped %q, diff:\n%s), want up to date", ch.Dropped, ch.Plan.Diff())
+					t.Fatalf("planned a change (dropped %q, diff:\n%s), want up to date", ch.dropped, (&CRDPlan{changes: []crdChange{*ch}}).Diff())
 				}
 
 				return
@@ -156,11 +155,11 @@ func TestPlanCRD(t *testing.T) {
 				t.Fatal("no change planned")
 			}
 
-			if ch.Force != tt.wantForce || !slices.Equal(ch.Takeover, tt.wantTakeover) || !slices.Equal(ch.Dropped, tt.wantDropped) {
-				t.Errorf("force %t, takeover %q, dropped %q; want %t, %q, %q", ch.Force, ch.Takeover, ch.Dropped, tt.wantForce, tt.wantTakeover, tt.wantDropped)
+			if ch.force != tt.wantForce || !slices.Equal(ch.takeover, tt.wantTakeover) || !slices.Equal(ch.dropped, tt.wantDropped) {
+				t.Errorf("force %t, takeover %q, dropped %q; want %t, %q, %q", ch.force, ch.takeover, ch.dropped, tt.wantForce, tt.wantTakeover, tt.wantDropped)
 			}
 
-			d := ch.Plan.Diff()
+			d := (&CRDPlan{changes: []crdChange{*ch}}).Diff()
 			for _, w := range tt.wantDiff {
 				if !chartstest.InDiff(d, w) {
 					t.Errorf("diff lacks %q:\n%s", w, d)
@@ -173,7 +172,7 @@ func TestPlanCRD(t *testing.T) {
 // The managed fields of a CRD as the API server records them: a create owns each map it made
 // (".") besides its keys.
 func TestDroppedFields(t *testing.T) {
-	before := []charts.CRD{crdObject(t, chartstest.WidgetCRD([]string{"a: one", "old: one"}, "size"))}
+	before := []CRD{crdObject(t, chartstest.WidgetCRD([]string{"a: one", "old: one"}, "size"))}
 
 	entry := func(manager string, op metav1.ManagedFieldsOperationType, fields string) metav1.ManagedFieldsEntry {
 		return metav1.ManagedFieldsEntry{Manager: manager, Operation: op, APIVersion: "apiextensions.k8s.io/v1", FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(fields)}}
@@ -205,7 +204,7 @@ func TestDroppedFields(t *testing.T) {
 			next := &unstructured.Unstructured{Object: map[string]any{}}
 			next.SetManagedFields(tt.entries)
 
-			if got := charts.DroppedFields(next, before, chartstest.WidgetsCRD); !slices.Equal(got, tt.want) {
+			if got := droppedFields(next, before, chartstest.WidgetsCRD); !slices.Equal(got, tt.want) {
 				t.Errorf("droppedFields = %q, want %q", got, tt.want)
 			}
 		})
@@ -217,16 +216,16 @@ func TestConflictOwners(t *testing.T) {
 	f.HelmCreate(t, chartstest.WidgetCRD([]string{"a: one", "b: one"}))
 	f.Edit(t, chartstest.WidgetCRD([]string{"a: two", "b: one"}), "kubectl-edit")
 
-	_, err := charts.ApplyCRD(context.Background(), f.Resource(), chartstest.WidgetsCRD, []byte(`{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition","metadata":{"name":"`+chartstest.WidgetsCRD+`","annotations":{"a":"three","b":"three"}}}`), false, true)
+	_, err := applyCRD(context.Background(), f.Resource(), chartstest.WidgetsCRD, []byte(`{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition","metadata":{"name":"`+chartstest.WidgetsCRD+`","annotations":{"a":"three","b":"three"}}}`), false, true)
 
-	got := charts.ConflictOwners(err)
+	got := conflictOwners(err)
 	want := map[string][]string{"kubectl-edit": {".metadata.annotations.a"}, kube.FieldManager: {".metadata.annotations.b"}}
 
 	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("charts.ConflictOwners(%v) = %v, want %v", err, got, want)
+		t.Fatalf("conflictOwners(%v) = %v, want %v", err, got, want)
 	}
 
-	if charts.ConflictOwners(errors.New("not a status")) != nil {
+	if conflictOwners(errors.New("not a status")) != nil {
 		t.Error("an error without a status has owners")
 	}
 }

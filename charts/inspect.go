@@ -10,13 +10,12 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/hardstrap/hardstrap/internal/kube"
 )
 
 // What the charts stage reads of a chart: who it is, how its version moved, its own defaults
 // and the CustomResourceDefinitions of its crds/ directory.
-
-// CRDResource is the API resource of CustomResourceDefinitions.
-var CRDResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 
 // CRD is one CustomResourceDefinition of a chart's crds/ directory.
 type CRD struct {
@@ -52,7 +51,7 @@ func CRDs(ch *chart.Chart) ([]CRD, error) {
 			}
 
 			obj := &unstructured.Unstructured{Object: m}
-			if len(m) == 0 || obj.GroupVersionKind().GroupKind() != (schema.GroupKind{Group: CRDResource.Group, Kind: "CustomResourceDefinition"}) {
+			if len(m) == 0 || obj.GroupVersionKind().GroupKind() != (schema.GroupKind{Group: kube.CRDResource.Group, Kind: "CustomResourceDefinition"}) {
 				continue
 			}
 

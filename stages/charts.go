@@ -380,7 +380,7 @@ func (run *chartsRun) crdSteps(cp *charts.CRDPlan, p *planned) []step {
 			return "", err
 		}
 
-		return cp.Apply(ctx, client.Dynamic.Resource(charts.CRDResource), p.cfg)
+		return cp.Apply(ctx, client.Dynamic.Resource(kube.CRDResource), p.cfg)
 	}}
 }
 
@@ -396,7 +396,7 @@ func (run *chartsRun) planCRDs(ctx context.Context, p *planned, from *release.Re
 		was = from.Chart
 	}
 
-	return charts.PlanCRDs(ctx, client.Dynamic.Resource(charts.CRDResource), p.fetched.Chart, was, run.state.ForceConflicts)
+	return charts.PlanCRDs(ctx, client.Dynamic.Resource(kube.CRDResource), p.fetched.Chart, was, run.state.ForceConflicts)
 }
 
 // checkNodes makes sure waiting for r can end: some node must be Ready, except for the CNI,

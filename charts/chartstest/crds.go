@@ -23,7 +23,6 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	"sigs.k8s.io/yaml"
 
-	"github.com/hardstrap/hardstrap/charts"
 	"github.com/hardstrap/hardstrap/internal/kube"
 )
 
@@ -93,7 +92,7 @@ type FakeCRDs struct {
 // kindLine finds the kind of each document of a manifest stream.
 var kindLine = regexp.MustCompile(`(?m)^kind: *(\S+)`)
 
-var crdKind = schema.GroupVersionKind{Group: charts.CRDResource.Group, Version: charts.CRDResource.Version, Kind: "CustomResourceDefinition"}
+var crdKind = schema.GroupVersionKind{Group: kube.CRDResource.Group, Version: kube.CRDResource.Version, Kind: "CustomResourceDefinition"}
 
 // NewFakeCRDs returns an API server without CRDs.
 func NewFakeCRDs() *FakeCRDs {
@@ -102,9 +101,9 @@ func NewFakeCRDs() *FakeCRDs {
 		objs: map[string]*unstructured.Unstructured{},
 	}
 
-	f.Client = dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{charts.CRDResource: "CustomResourceDefinitionList"})
-	f.Client.PrependReactor("get", charts.CRDResource.Resource, f.get)
-	f.Client.PrependReactor("patch", charts.CRDResource.Resource, f.patch)
+	f.Client = dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{kube.CRDResource: "CustomResourceDefinitionList"})
+	f.Client.PrependReactor("get", kube.CRDResource.Resource, f.get)
+	f.Client.PrependReactor("patch", kube.CRDResource.Resource, f.patch)
 
 	return f
 }
@@ -130,7 +129,7 @@ func (f *FakeCRDs) get(a k8stesting.Action) (bool, runtime.Object, error) {
 		return true, obj.DeepCopy(), nil
 	}
 
-	return true, nil, apierrors.NewNotFound(charts.CRDResource.GroupResource(), name)
+	return true, nil, apierrors.NewNotFound(kube.CRDResource.GroupResource(), name)
 }
 
 func (f *FakeCRDs) patch(a k8stesting.Action) (bool, runtime.Object, error) {
@@ -180,7 +179,7 @@ func (f *FakeCRDs) patch(a k8stesting.Action) (bool, runtime.Object, error) {
 			case "/metadata/resourceVersion":
 				var rv string
 				if json.Unmarshal(op.Value, &rv); rv != live.GetResourceVersion() {
-					return true, nil, apierrors.NewConflict(charts.CRDResource.GroupResource(), name, errors.New("the object has been modified"))
+					return true, nil, apierrors.NewConflict(kube.CRDResource.GroupResource(), name, errors.New("the object has been modified"))
 				}
 			case "/metadata/managedFields":
 				var mf []metav1.ManagedFieldsEntry
@@ -346,7 +345,7 @@ func (f *FakeCRDs) Managers(name string) []string {
 }
 
 // Resource is the CustomResourceDefinitions resource of Client.
-func (f *FakeCRDs) Resource() dynamic.ResourceInterface { return f.Client.Resource(charts.CRDResource) }
+func (f *FakeCRDs) Resource() dynamic.ResourceInterface { return f.Client.Resource(kube.CRDResource) }
 
 // Writes counts the requests that changed a CRD so far.
 func (f *FakeCRDs) Writes() int {

@@ -3,6 +3,7 @@ package chartstest
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"sync"
@@ -135,10 +136,17 @@ type recordingKube struct {
 	waits []time.Duration
 }
 
+// maxManifest bounds what the fake reads of a manifest Helm hands it.
+const maxManifest = 64 << 20
+
 func (k *recordingKube) Build(r io.Reader, validate bool) (helmkube.ResourceList, error) {
-	data, err := io.ReadAll(r)
+	data, err := io.ReadAll(io.LimitReader(r, maxManifest+1))
 	if err != nil {
 		return nil, err
+	}
+
+	if len(data) > maxManifest {
+		return nil, fmt.Errorf("chartstest: Helm built a manifest over %d bytes", maxManifest)
 	}
 
 	k.mu.Lock()
