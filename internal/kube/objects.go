@@ -32,8 +32,8 @@ func SameObject(a, b *unstructured.Unstructured) bool {
 	return string(ja) == string(jb)
 }
 
-// Readable is obj as a plan shows it: without bookkeeping, uid, creation time and status.
-func Readable(obj *unstructured.Unstructured) map[string]any {
+// readable is obj as a plan shows it: without bookkeeping, uid, creation time and status.
+func readable(obj *unstructured.Unstructured) map[string]any {
 	m := unstructured.Unstructured{Object: comparable(obj)}
 	unstructured.RemoveNestedField(m.Object, "metadata", "uid")
 	unstructured.RemoveNestedField(m.Object, "metadata", "creationTimestamp")
@@ -43,15 +43,15 @@ func Readable(obj *unstructured.Unstructured) map[string]any {
 }
 
 // ObjectDiff is a line diff of the live object (nil: none) and what it would become, both as
-// Readable YAML. from and to name the two sides; empty, they are "a" and "b".
+// readable YAML. from and to name the two sides; empty, they are "a" and "b".
 func ObjectDiff(live, next *unstructured.Unstructured, from, to string) string {
 	var a []byte
 
 	if live != nil {
-		a, _ = yaml.Marshal(Readable(live))
+		a, _ = yaml.Marshal(readable(live))
 	}
 
-	b, _ := yaml.Marshal(Readable(next))
+	b, _ := yaml.Marshal(readable(next))
 
 	if from == "" && to == "" {
 		from, to = "a", "b"
